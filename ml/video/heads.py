@@ -1,0 +1,40 @@
+"""Task heads on a backbone's flat feature vector."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ClassificationHead(nn.Module):
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 128, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(in_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, num_classes)."""
+        return self.net(features)
+
+
+class ForecastHead(nn.Module):
+    """Regresses the 3D positions of the next ``horizon`` frames (in normalised units)."""
+
+    def __init__(self, in_features: int, horizon: int, hidden: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.horizon = horizon
+        self.net = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(in_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, horizon * 3),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Positions (B, horizon, 3)."""
+        return self.net(features).view(-1, self.horizon, 3)

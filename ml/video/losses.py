@@ -1,0 +1,58 @@
+"""Training objective: cross-entropy for the class, Huber on normalised future positions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# Huber's quadratic zone, in target standard deviations: errors past it count linearly,
+# which matches the MAE the forecasts are judged by.
+HUBER_BETA = 0.1
+
+
+@dataclass
+class TargetNorm:
+    """Per-axis standardisation of forecast targets, fitted on the training split."""
+
+    mean: torch.Tensor  # (3,)
+    std: torch.Tensor  # (3,)
+
+    @classmethod
+    def fit(cls, positions: torch.Tensor) -> TargetNorm:
+        flat = positions.reshape(-1, 3).double()
+        return cls(flat.mean(0).float(), flat.std(0).clamp_min(1e-6).float())
+
+    def normalise(self, positions: torch.Tensor) -> torch.Tensor:
+        return (positions - self.mean.to(positions.device)) / self.std.to(positions.device)
+
+    def denormalise(self, values: torch.Tensor) -> torch.Tensor:
+        return values * self.std.to(values.device) + self.mean.to(values.device)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> TargetNorm:
+        return cls(state["mean"], state["std"])
+
+
+def task_losses(
+    outputs: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    future_normalised: torch.Tensor,
+    forecast_weight: float,
+) -> dict[str, torch.Tensor]:
+    """Each head's loss and their weighted sum under "loss"."""
+    losses: dict[str, torch.Tensor] = {}
+    if "classify" in outputs:
+        losses["classify_loss"] = F.cross_entropy(outputs["classify"].float(), labels)
+    if "forecast" in outputs:
+        losses["forecast_loss"] = F.smooth_l1_loss(
+            outputs["forecast"].float(), future_normalised, beta=HUBER_BETA
+        )
+    losses["loss"] = losses.get("classify_loss", 0.0) + forecast_weight * losses.get(
+        "forecast_loss", 0.0
+    )
+    return losses

@@ -1,0 +1,1 @@
+"""Baton's control plane: REST API, dispatch on Redis, background work on RQ."""

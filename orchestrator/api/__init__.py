@@ -1,0 +1,1 @@
+"""HTTP routers: auth, experiments (users), workers and leases (worker tokens), admin."""

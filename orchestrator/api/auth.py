@@ -1,0 +1,143 @@
+"""Login, refresh-token rotation with reuse detection, logout."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request, status
+from pydantic import BaseModel, Field, ValidationError
+from sqlmodel import Session, select
+
+from orchestrator.db import commit
+from orchestrator.errors import Invalid, NotAuthenticated
+from orchestrator.models import RefreshToken, User
+from orchestrator.models.types import utcnow
+from orchestrator.models.user import UserPublic
+from orchestrator.security import decode_token, encode_token, verify_password
+from orchestrator.settings import Settings
+
+from .deps import CurrentUser, RuntimeDep, SessionDep
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+class LoginJSON(BaseModel):
+    username: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class RefreshIn(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+def _issue(session: Session, settings: Settings, user: User, *, family: str | None = None) -> TokenPair:
+    assert user.id is not None
+    family = family or uuid.uuid4().hex
+    access, _ = encode_token(
+        settings, subject=user.id, type="access", lifetime=timedelta(minutes=settings.access_token_minutes)
+    )
+    refresh, claims = encode_token(
+        settings,
+        subject=user.id,
+        type="refresh",
+        lifetime=timedelta(days=settings.refresh_token_days),
+        family=family,
+    )
+    session.add(RefreshToken(jti=claims.jti, family_id=family, user_id=user.id, expires_at=claims.expires_at))
+    return TokenPair(access_token=access, refresh_token=refresh, expires_in=settings.access_token_minutes * 60)
+
+
+async def _login_fields(request: Request) -> LoginJSON:
+    """The OAuth2 password form (``username``, ``password``) or the same fields as JSON."""
+    raw: Any
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            raw = await request.json()
+        except ValueError:
+            raise Invalid("body: malformed JSON") from None
+    else:
+        raw = dict(await request.form())
+    try:
+        return LoginJSON.model_validate(raw)
+    except ValidationError as exc:
+        raise Invalid(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
+
+
+_LOGIN_BODY = {
+    "requestBody": {
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": LoginJSON.model_json_schema()},
+            "application/json": {"schema": LoginJSON.model_json_schema()},
+        },
+        "required": True,
+    }
+}
+
+
+@router.post("/login", response_model=TokenPair, openapi_extra=_LOGIN_BODY)
+async def login(request: Request, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
+    fields = await _login_fields(request)
+    user = session.exec(select(User).where(User.email == fields.username.lower())).one_or_none()
+    if user is None or not user.is_active or not verify_password(fields.password, user.hashed_password):
+        raise NotAuthenticated("wrong email or password")
+    pair = _issue(session, runtime.settings, user)
+    commit(session)
+    return pair
+
+
+def _revoke_family(session: Session, family: str) -> None:
+    now = utcnow()
+    for row in session.exec(select(RefreshToken).where(RefreshToken.family_id == family)):
+        if row.revoked_at is None:
+            row.revoked_at = now
+            session.add(row)
+
+
+@router.post("/refresh", response_model=TokenPair)
+def refresh(body: RefreshIn, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
+    """Rotate: the old refresh token dies. Presenting a dead one again means it was stolen,
+    so the whole family (every token descended from that login) is revoked."""
+    claims = decode_token(runtime.settings, body.refresh_token, expected="refresh")
+    row = session.get(RefreshToken, claims.jti)
+    if row is None:
+        raise NotAuthenticated("unknown refresh token")
+    if row.revoked_at is not None or row.replaced_by is not None:
+        _revoke_family(session, row.family_id)
+        commit(session)
+        raise NotAuthenticated("refresh token reuse detected: every session of this login is revoked")
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise NotAuthenticated("user not found or disabled")
+    pair = _issue(session, runtime.settings, user, family=row.family_id)
+    new_claims = decode_token(runtime.settings, pair.refresh_token, expected="refresh")
+    row.replaced_by = new_claims.jti
+    session.add(row)
+    commit(session)
+    return pair
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(
+    session: SessionDep, runtime: RuntimeDep, refresh_token: Annotated[str, Body(embed=True)]
+) -> None:
+    claims = decode_token(runtime.settings, refresh_token, expected="refresh")
+    row = session.get(RefreshToken, claims.jti)
+    if row is not None:
+        _revoke_family(session, row.family_id)
+        commit(session)
+
+
+@router.get("/me", response_model=UserPublic)
+def me(user: CurrentUser) -> User:
+    return user

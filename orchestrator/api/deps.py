@@ -1,0 +1,90 @@
+"""Dependencies shared by the routers, as Annotated aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session, select
+
+from orchestrator.errors import Forbidden, NotAuthenticated
+from orchestrator.models import User, WorkerToken
+from orchestrator.models.types import utcnow
+from orchestrator.runtime import Runtime
+from orchestrator.security import decode_token, hash_worker_token, looks_like_worker_token
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    # Handlers commit explicitly (orchestrator.db.commit); anything uncommitted rolls back here.
+    with Session(runtime.engine, expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _end_read(session: Session) -> None:
+    """Close the auth lookup's transaction: on SQLite every transaction holds the write lock,
+    and a long-polling claim must not keep it while it waits."""
+    session.commit()
+
+
+def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials:
+        raise NotAuthenticated("missing bearer token")
+    return credentials.credentials
+
+
+def get_current_user(session: SessionDep, runtime: RuntimeDep, credentials: BearerDep) -> User:
+    token = _bearer_token(credentials)
+    if looks_like_worker_token(token):
+        raise Forbidden("worker tokens can only call the worker API")
+    claims = decode_token(runtime.settings, token, expected="access")
+    user = session.get(User, claims.subject)
+    if user is None or not user.is_active:
+        raise NotAuthenticated("user not found or disabled")
+    _end_read(session)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_admin(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("admins only")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin)]
+
+
+def get_worker_token(session: SessionDep, credentials: BearerDep) -> WorkerToken:
+    token = _bearer_token(credentials)
+    if not looks_like_worker_token(token):
+        raise Forbidden("this endpoint needs a worker token (baton tokens create)")
+    row = session.exec(
+        select(WorkerToken).where(WorkerToken.token_hash == hash_worker_token(token))
+    ).one_or_none()
+    if row is None or row.revoked_at is not None:
+        raise NotAuthenticated("worker token unknown or revoked")
+    row.last_used_at = utcnow()
+    session.add(row)
+    _end_read(session)
+    return row
+
+
+CurrentWorkerToken = Annotated[WorkerToken, Depends(get_worker_token)]

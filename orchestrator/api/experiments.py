@@ -1,0 +1,64 @@
+"""Experiments, as their owners (and admins) see them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from orchestrator.db import commit
+from orchestrator.models import ExperimentStatus
+from orchestrator.models.experiment import ExperimentCreate, ExperimentDetail, ExperimentPage
+from orchestrator.services import experiments
+
+from .deps import CurrentUser, RuntimeDep, SessionDep
+
+router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
+
+
+@router.post("", response_model=ExperimentDetail, status_code=status.HTTP_201_CREATED)
+def create_experiment(
+    data: ExperimentCreate, session: SessionDep, runtime: RuntimeDep, user: CurrentUser
+) -> ExperimentDetail:
+    experiment = experiments.create(session, runtime, owner=user, data=data)
+    commit(session)
+    return experiments.detail(session, experiment)
+
+
+@router.get("", response_model=ExperimentPage)
+def list_experiments(
+    session: SessionDep,
+    user: CurrentUser,
+    status: ExperimentStatus | None = None,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ExperimentPage:
+    return experiments.list_page(
+        session, user=user, status=status, kind=kind, tag=tag, cursor=cursor, limit=limit
+    )
+
+
+@router.get("/{experiment_id}", response_model=ExperimentDetail)
+def get_experiment(experiment_id: int, session: SessionDep, user: CurrentUser) -> ExperimentDetail:
+    experiment = experiments.get_visible(session, user=user, experiment_id=experiment_id)
+    return experiments.detail(session, experiment)
+
+
+@router.post("/{experiment_id}/cancel", response_model=ExperimentDetail)
+def cancel_experiment(
+    experiment_id: int, session: SessionDep, runtime: RuntimeDep, user: CurrentUser
+) -> ExperimentDetail:
+    experiment = experiments.cancel(session, runtime, user=user, experiment_id=experiment_id)
+    commit(session)
+    return experiments.detail(session, experiment)
+
+
+@router.post("/{experiment_id}/retry", response_model=ExperimentDetail)
+def retry_experiment(
+    experiment_id: int, session: SessionDep, runtime: RuntimeDep, user: CurrentUser
+) -> ExperimentDetail:
+    experiment = experiments.retry(session, runtime, user=user, experiment_id=experiment_id)
+    commit(session)
+    return experiments.detail(session, experiment)

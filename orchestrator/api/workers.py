@@ -1,0 +1,101 @@
+"""The worker API: only worker tokens get in."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlmodel import col, select
+
+from orchestrator.db import commit
+from orchestrator.models import Worker
+from orchestrator.models.worker import WorkerPublic, WorkerRegister
+from orchestrator.services import leases
+from orchestrator.services.leases import (
+    CompleteIn,
+    FailIn,
+    Grant,
+    HeartbeatIn,
+    HeartbeatOut,
+    ReleaseIn,
+)
+
+from .deps import CurrentUser, CurrentWorkerToken, RuntimeDep, SessionDep
+
+router = APIRouter(prefix="/api/v1", tags=["workers"])
+
+# How often a waiting claim looks again even without a wake-up (covers a lost pub/sub message).
+CLAIM_POLL_SECONDS = 1.0
+
+
+@router.post("/workers/register", response_model=WorkerPublic, status_code=status.HTTP_201_CREATED)
+def register(data: WorkerRegister, session: SessionDep, token: CurrentWorkerToken) -> WorkerPublic:
+    worker = leases.register_worker(session, token=token, data=data)
+    commit(session)
+    return WorkerPublic.model_validate(worker)
+
+
+@router.get("/workers", response_model=list[WorkerPublic])
+def list_workers(session: SessionDep, user: CurrentUser) -> list[WorkerPublic]:
+    rows = session.exec(select(Worker).order_by(col(Worker.id).desc()).limit(500)).all()
+    return [WorkerPublic.model_validate(w) for w in rows]
+
+
+@router.post(
+    "/workers/{worker_id}/claim",
+    response_model=Grant,
+    responses={204: {"description": "nothing this worker can run arrived within `wait` seconds"}},
+)
+async def claim(
+    worker_id: int,
+    request: Request,
+    runtime: RuntimeDep,
+    token: CurrentWorkerToken,
+    wait: Annotated[float, Query(ge=0, le=60)] = 30.0,
+) -> Grant | Response:
+    """Long-poll: answer as soon as a fitting experiment is ready, or 204 after ``wait``."""
+    wakeup = request.app.state.wakeup
+    deadline = time.monotonic() + min(wait, runtime.settings.claim_wait_seconds)
+    while True:
+        signal = wakeup.current()
+        grant = await run_in_threadpool(leases.claim_once, runtime, token=token, worker_id=worker_id)
+        if grant is not None:
+            return grant
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or await request.is_disconnected():
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        await wakeup.wait(signal, timeout=min(remaining, CLAIM_POLL_SECONDS))
+
+
+@router.post("/leases/heartbeat", response_model=HeartbeatOut)
+def heartbeat(data: HeartbeatIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken) -> HeartbeatOut:
+    reply = leases.heartbeat(session, runtime, token=token, data=data)
+    commit(session)
+    return reply
+
+
+def _ack(experiment_status: str) -> dict[str, str]:
+    return {"status": experiment_status}
+
+
+@router.post("/leases/complete")
+def complete(data: CompleteIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken) -> dict[str, str]:
+    experiment = leases.complete(session, runtime, token=token, data=data)
+    commit(session)
+    return _ack(experiment.status)
+
+
+@router.post("/leases/fail")
+def fail(data: FailIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken) -> dict[str, str]:
+    experiment = leases.fail(session, runtime, token=token, data=data)
+    commit(session)
+    return _ack(experiment.status)
+
+
+@router.post("/leases/release")
+def release(data: ReleaseIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken) -> dict[str, str]:
+    experiment = leases.release(session, runtime, token=token, data=data)
+    commit(session)
+    return _ack(experiment.status)

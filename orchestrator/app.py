@@ -1,0 +1,92 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from orchestrator.api import admin, auth, experiments, workers
+from orchestrator.errors import Invalid, install_error_handler
+from orchestrator.migrate import ensure_schema
+from orchestrator.presence import Presence
+from orchestrator.runtime import Runtime
+from orchestrator.services.maintenance import reconcile
+from orchestrator.settings import Settings
+from orchestrator.wakeup import Wakeup, WakeupListener
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def _validation_message(errors: list[dict[str, object]]) -> str:
+    parts = []
+    for error in errors:
+        loc = [str(p) for p in error.get("loc", ())]  # type: ignore[union-attr]
+        field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)
+        parts.append(f"{field or 'body'}: {error.get('msg')}")
+    return "; ".join(parts)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    error = Invalid(_validation_message(errors), errors=errors)
+    return JSONResponse({"detail": error.message, "code": error.code, "errors": errors}, status_code=422)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.from_settings(settings)
+        ensure_schema(runtime.engine, auto_migrate=settings.auto_migrate)
+        presence = Presence(runtime.dispatcher)
+        presence.announce()
+        # Rebuild Redis from the database: it may have restarted empty while we were down.
+        reconcile(runtime)
+        wakeup = Wakeup(asyncio.get_running_loop())
+        listener = WakeupListener(runtime.redis, wakeup)
+        presence.start()
+        listener.start()
+        app.state.runtime = runtime
+        app.state.wakeup = wakeup
+        try:
+            yield
+        finally:
+            listener.stop()
+            presence.stop()
+            runtime.close()
+
+    app = FastAPI(
+        title="Baton",
+        version="0.1.0",
+        summary="One job queue over the free GPU tiers you already have.",
+        lifespan=lifespan,
+    )
+    install_error_handler(app)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return JSONResponse(
+                {"detail": f"request body over {MAX_BODY_BYTES} bytes", "code": "too_large"}, status_code=413
+            )
+        return await call_next(request)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for module in (auth, experiments, workers, admin):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,1 @@
+"""The control plane's own background work, run by RQ."""

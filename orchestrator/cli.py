@@ -1,0 +1,123 @@
+"""The `baton` command: run the control plane and manage it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from sqlmodel import Session
+
+from orchestrator.db import commit, make_engine
+from orchestrator.errors import BatonError
+from orchestrator.migrate import upgrade
+from orchestrator.models import Role
+from orchestrator.models.user import UserCreate
+from orchestrator.services import accounts
+from orchestrator.settings import Settings
+
+app = typer.Typer(help="Baton: one job queue over the free GPU tiers you already have.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Manage worker tokens.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(db_app, name="db")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Run the API server (uvicorn)."""
+    import uvicorn
+
+    from orchestrator.app import create_app
+
+    settings = _settings()
+    _logging()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+@app.command("rq-worker")
+def rq_worker(
+    burst: Annotated[bool, typer.Option(help="run queued jobs, then exit")] = False,
+    cron: Annotated[bool, typer.Option(help="also schedule the reaper and reconcile")] = True,
+) -> None:
+    """Run the control plane's background worker (reaper, reconcile, notifications)."""
+    from orchestrator.background.rq_worker import run_worker
+
+    settings = _settings()
+    _logging()
+    run_worker(settings, burst=burst, with_cron=cron)
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    workers: Annotated[int, typer.Option(help="local worker agents to start")] = 1,
+    demo: Annotated[bool, typer.Option(help="submit the built-in demo experiment and follow it")] = False,
+    exit_after_demo: Annotated[bool, typer.Option(help="shut down once the demo finished")] = False,
+) -> None:
+    """Everything on one machine: embedded defaults unless DATABASE_URL / REDIS_URL are set."""
+    from orchestrator.local import run_local
+
+    _logging("WARNING")
+    sys.exit(run_local(_settings(), port=port, workers=workers, demo=demo, exit_after_demo=exit_after_demo))
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="login email")],
+    password: Annotated[str, typer.Option(help="at least 8 characters", prompt=True, hide_input=True)],
+    admin: Annotated[bool, typer.Option("--admin", help="make an administrator")] = False,
+) -> None:
+    """Create a user."""
+    try:
+        data = UserCreate(email=email, password=password, role=Role.admin if admin else Role.user)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    engine = make_engine(_settings().resolved_database_url)
+    upgrade(engine)
+    with Session(engine) as session:
+        try:
+            user = accounts.create_user(session, data=data)
+        except BatonError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(1) from None
+        commit(session)
+        typer.echo(f"created {user.role} {user.email} (id {user.id})", err=True)
+
+
+@tokens_app.command("create")
+def tokens_create(name: Annotated[str, typer.Option(help="a name to recognise the token by")]) -> None:
+    """Create a worker token and print it (only the token, on stdout)."""
+    engine = make_engine(_settings().resolved_database_url)
+    upgrade(engine)
+    with Session(engine) as session:
+        _, secret = accounts.create_worker_token(session, name=name, created_by=None)
+        commit(session)
+    typer.echo(secret)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    engine = make_engine(_settings().resolved_database_url)
+    upgrade(engine)
+    typer.echo("database is at the latest schema", err=True)

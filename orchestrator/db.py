@@ -1,0 +1,78 @@
+"""Engines and sessions. Created by the app factory or a CLI command, never at import."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine.url import make_url
+from sqlmodel import Session
+
+AfterCommit = Callable[[], None]
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        _sqlite_write_locking(engine)
+        return engine
+    if parsed.drivername == "postgresql":
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_write_locking(engine: Engine) -> None:
+    """WAL plus BEGIN IMMEDIATE: writers queue on the lock instead of failing mid-transaction.
+
+    pysqlite's deferred BEGIN lets two processes both read then both try to write, and one
+    of them gets "database is locked" at once; taking the write lock up front avoids that.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def after_commit(session: Session, callback: AfterCommit) -> None:
+    """Run ``callback`` once ``session`` commits (e.g. enqueue on Redis); dropped on rollback."""
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+def commit(session: Session) -> None:
+    """Commit at the request edge, then run what waited for the commit."""
+    session.commit()
+    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    for callback in callbacks:
+        callback()
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session for background work: committed (with its after-commit hooks) on success."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            commit(session)
+        except BaseException:
+            session.info.pop("after_commit", None)
+            session.rollback()
+            raise

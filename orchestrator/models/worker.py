@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from orchestrator.models.types import UTCDateTime, utcnow
+
+
+class Platform(StrEnum):
+    kaggle = "kaggle"
+    colab = "colab"
+    paperspace = "paperspace"
+    studiolab = "studiolab"
+    ec2 = "ec2"
+    mac = "mac"
+    local = "local"
+
+
+class WorkerToken(SQLModel, table=True):
+    """A service account for worker agents; only its hash is stored."""
+
+    __tablename__ = "worker_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    created_by_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    last_used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
+
+class WorkerTokenCreate(SQLModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class WorkerTokenPublic(SQLModel):
+    id: int
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class WorkerTokenCreated(WorkerTokenPublic):
+    token: str
+
+
+class WorkerBase(SQLModel):
+    name: str = Field(default="worker", min_length=1, max_length=100)
+    platform: Platform = Platform.local
+    hostname: str = Field(default="", max_length=255)
+    gpu_name: str | None = Field(default=None, max_length=100)
+    gpu_count: int = Field(default=0, ge=0, le=64)
+    gpu_memory_mb: int = Field(default=0, ge=0, le=10_000_000)
+    session_deadline: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
+
+class Worker(WorkerBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    token_id: int = Field(foreign_key="worker_token.id", index=True)
+    libraries: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    registered_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class WorkerRegister(WorkerBase):
+    libraries: dict[str, str] = Field(default_factory=dict)
+
+
+class WorkerPublic(WorkerBase):
+    id: int
+    libraries: dict[str, Any]
+    registered_at: datetime
+    last_seen_at: datetime

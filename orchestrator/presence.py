@@ -1,0 +1,39 @@
+"""Announces this API instance in Redis, so the reaper knows heartbeats could arrive."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+from redis.exceptions import RedisError
+
+from orchestrator.dispatch import Dispatcher
+from orchestrator.dispatch.queue import now_ms
+
+log = logging.getLogger(__name__)
+
+ANNOUNCE_SECONDS = 1.0
+TTL_MS = 5_000
+
+
+class Presence(threading.Thread):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__(name="baton-presence", daemon=True)
+        self.instance = uuid.uuid4().hex[:12]
+        self.started_ms = now_ms()
+        self._dispatcher = dispatcher
+        self._stop = threading.Event()
+
+    def announce(self) -> None:
+        self._dispatcher.mark_api_alive(instance=self.instance, started_ms=self.started_ms, ttl_ms=TTL_MS)
+
+    def run(self) -> None:
+        while not self._stop.wait(ANNOUNCE_SECONDS):
+            try:
+                self.announce()
+            except (RedisError, OSError) as exc:
+                log.warning("cannot announce API presence: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,1 @@
+"""Business logic: every experiment state change goes through these modules."""

@@ -1,0 +1,306 @@
+"""What workers do: register, claim, heartbeat, complete, fail, release.
+
+The database decides whether a lease token is current: it is the token of the experiment's
+open attempt. Any other token is stale (409) and changes nothing, even after Redis lost its
+own copy of the leases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlmodel import Session, select
+
+from orchestrator.db import after_commit, session_scope
+from orchestrator.dispatch import Capability
+from orchestrator.dispatch.queue import now_ms
+from orchestrator.errors import Forbidden, NotFound, StaleLease
+from orchestrator.kinds import get_kind
+from orchestrator.models import Attempt, AttemptOutcome, Experiment, ExperimentStatus, Worker, WorkerToken
+from orchestrator.models.types import utcnow
+from orchestrator.models.worker import WorkerRegister
+from orchestrator.runtime import Runtime
+from orchestrator.services import lifecycle
+
+LOG_TAIL_LIMIT = 64 * 1024
+
+
+class CheckpointReport(BaseModel):
+    key: str = Field(min_length=1, max_length=512)
+    step: int = Field(ge=0)
+
+
+class LeaseRequest(BaseModel):
+    lease_token: str = Field(min_length=1, max_length=64)
+
+
+class LeaseReport(LeaseRequest):
+    """What every lease call may carry: progress so far and the newest uploaded checkpoint."""
+
+    progress_step: int | None = Field(default=None, ge=0)
+    progress_total: int | None = Field(default=None, ge=0)
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=200)
+    checkpoint: CheckpointReport | None = None
+
+
+class HeartbeatIn(LeaseReport):
+    pass
+
+
+class HeartbeatOut(BaseModel):
+    action: Literal["continue", "cancel"]
+    lease_seconds: float
+
+
+class CompleteIn(LeaseReport):
+    result: dict[str, Any] = Field(default_factory=dict)
+    log_tail: str | None = Field(default=None, max_length=LOG_TAIL_LIMIT)
+
+
+class FailIn(LeaseReport):
+    exit_code: int | None = None
+    reason: str = Field(default="the job exited with an error", max_length=4000)
+    log_tail: str | None = Field(default=None, max_length=LOG_TAIL_LIMIT)
+
+
+class ReleaseIn(LeaseReport):
+    reason: Literal["preempted", "canceled", "shutdown"] = "preempted"
+    detail: str | None = Field(default=None, max_length=4000)
+    log_tail: str | None = Field(default=None, max_length=LOG_TAIL_LIMIT)
+
+
+class ResumePoint(BaseModel):
+    key: str
+    step: int
+
+
+class Grant(BaseModel):
+    """What a worker needs to run one attempt."""
+
+    experiment_id: int
+    name: str
+    attempt: int
+    lease_token: str
+    kind: str
+    entrypoint: str | None
+    config: dict[str, Any]
+    resume: ResumePoint | None
+    checkpoint_url: str
+    heartbeat_seconds: float
+    lease_seconds: float
+
+
+def register_worker(session: Session, *, token: WorkerToken, data: WorkerRegister) -> Worker:
+    assert token.id is not None
+    worker = Worker(token_id=token.id, **data.model_dump())
+    session.add(worker)
+    session.flush()
+    return worker
+
+
+def owned_worker(session: Session, *, token: WorkerToken, worker_id: int) -> Worker:
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        raise NotFound(f"worker {worker_id} not found: register again")
+    if worker.token_id != token.id:
+        raise Forbidden(f"worker {worker_id} belongs to another worker token")
+    return worker
+
+
+def capability_of(worker: Worker) -> Capability:
+    return Capability(
+        platform=str(worker.platform), gpu_count=worker.gpu_count, gpu_memory_mb=worker.gpu_memory_mb
+    )
+
+
+@dataclass(frozen=True)
+class _Identity:
+    worker_id: int
+    capability: Capability
+
+
+def claim_once(runtime: Runtime, *, token: WorkerToken, worker_id: int) -> Grant | None:
+    """Take the best ready experiment for this worker, or None. Runs in its own transaction."""
+    with session_scope(runtime.engine) as session:
+        worker = owned_worker(session, token=token, worker_id=worker_id)
+        worker.last_seen_at = utcnow()
+        session.add(worker)
+        me = _Identity(worker_id=worker_id, capability=capability_of(worker))
+    lease_ms = int(runtime.settings.lease_seconds * 1000)
+    # A ready entry can be stale (canceled meanwhile, or re-added by reconcile): skip those.
+    for _ in range(100):
+        claimed = runtime.dispatcher.claim(capability=me.capability, worker_id=me.worker_id, lease_ms=lease_ms)
+        if claimed is None:
+            return None
+        try:
+            with session_scope(runtime.engine) as session:
+                grant = _bind(session, runtime, me, claimed.experiment_id, claimed.token)
+        except Exception:
+            # Redis handed the experiment out but the database did not take it: give it back.
+            runtime.dispatcher.end(experiment_id=claimed.experiment_id, token=claimed.token)
+            _requeue_if_queued(runtime, claimed.experiment_id)
+            raise
+        if grant is not None:
+            return grant
+        runtime.dispatcher.end(experiment_id=claimed.experiment_id, token=claimed.token)
+    return None
+
+
+def _requeue_if_queued(runtime: Runtime, experiment_id: int) -> None:
+    with session_scope(runtime.engine) as session:
+        experiment = session.get(Experiment, experiment_id)
+        if experiment is not None and experiment.status == ExperimentStatus.queued:
+            spec = lifecycle.requirement_of(experiment)
+            runtime.dispatcher.enqueue(
+                experiment_id=experiment_id,
+                requirement=spec,
+                priority=experiment.priority,
+                queued_at_ms=int(experiment.queued_at.timestamp() * 1000),
+            )
+
+
+def _bind(session: Session, runtime: Runtime, me: _Identity, experiment_id: int, token: str) -> Grant | None:
+    experiment = session.exec(
+        select(Experiment).where(Experiment.id == experiment_id).with_for_update()
+    ).one_or_none()
+    if experiment is None or experiment.status != ExperimentStatus.queued:
+        return None
+    if lifecycle.open_attempt(session, experiment_id) is not None:
+        return None
+    worker = session.get(Worker, me.worker_id)
+    assert worker is not None
+    now = utcnow()
+    experiment.attempt_count += 1
+    experiment.status = ExperimentStatus.running
+    experiment.updated_at = now
+    attempt = Attempt(
+        experiment_id=experiment_id,
+        number=experiment.attempt_count,
+        worker_id=me.worker_id,
+        platform=str(worker.platform),
+        lease_token=token,
+        started_at=now,
+        heartbeat_at=now,
+        resumed_from_step=experiment.checkpoint_step,
+    )
+    session.add_all([experiment, attempt])
+    resume = (
+        ResumePoint(key=experiment.checkpoint_key, step=experiment.checkpoint_step)
+        if experiment.checkpoint_key is not None and experiment.checkpoint_step is not None
+        else None
+    )
+    settings = runtime.settings
+    return Grant(
+        experiment_id=experiment_id,
+        name=experiment.name,
+        attempt=attempt.number,
+        lease_token=token,
+        kind=experiment.kind,
+        entrypoint=get_kind(experiment.kind).entrypoint,
+        config=experiment.config,
+        resume=resume,
+        checkpoint_url=settings.resolved_checkpoint_url,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        lease_seconds=settings.lease_seconds,
+    )
+
+
+def _current(session: Session, *, token: WorkerToken, lease_token: str) -> tuple[Experiment, Attempt]:
+    """The open attempt holding ``lease_token``, locked; 409 if the token is not current."""
+    attempt = session.exec(select(Attempt).where(Attempt.lease_token == lease_token)).one_or_none()
+    if attempt is None:
+        raise StaleLease("unknown lease token")
+    experiment = lifecycle.lock_experiment(session, attempt.experiment_id)
+    session.refresh(attempt)
+    if attempt.ended_at is not None:
+        raise StaleLease(
+            f"lease of attempt {attempt.number} of experiment {attempt.experiment_id} "
+            f"already ended ({attempt.outcome})",
+            outcome=attempt.outcome,
+        )
+    worker = session.get(Worker, attempt.worker_id) if attempt.worker_id is not None else None
+    if worker is None or worker.token_id != token.id:
+        raise Forbidden("this lease belongs to a worker of another worker token")
+    worker.last_seen_at = utcnow()
+    session.add(worker)
+    return experiment, attempt
+
+
+def _apply_report(experiment: Experiment, attempt: Attempt, report: LeaseReport) -> None:
+    attempt.heartbeat_at = utcnow()
+    if report.progress_step is not None:
+        attempt.progress_step = report.progress_step
+    if report.progress_total is not None:
+        attempt.progress_total = report.progress_total
+    if report.metrics:
+        attempt.metrics = {**attempt.metrics, **report.metrics}
+    checkpoint = report.checkpoint
+    if checkpoint is not None:
+        attempt.last_checkpoint_step = checkpoint.step
+        if experiment.checkpoint_step is None or checkpoint.step >= experiment.checkpoint_step:
+            experiment.checkpoint_key = checkpoint.key
+            experiment.checkpoint_step = checkpoint.step
+
+
+def heartbeat(session: Session, runtime: Runtime, *, token: WorkerToken, data: HeartbeatIn) -> HeartbeatOut:
+    experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
+    _apply_report(experiment, attempt, data)
+    session.add_all([experiment, attempt])
+    lease_ms = int(runtime.settings.lease_seconds * 1000)
+    experiment_id, lease_token = attempt.experiment_id, attempt.lease_token
+    worker_id = attempt.worker_id or 0
+    after_commit(
+        session,
+        lambda: runtime.dispatcher.extend(
+            experiment_id=experiment_id, token=lease_token, worker_id=worker_id, expires_ms=now_ms() + lease_ms
+        ),
+    )
+    action: Literal["continue", "cancel"] = "cancel" if experiment.cancel_requested else "continue"
+    return HeartbeatOut(action=action, lease_seconds=runtime.settings.lease_seconds)
+
+
+def complete(session: Session, runtime: Runtime, *, token: WorkerToken, data: CompleteIn) -> Experiment:
+    """Exactly once: only the open attempt's token can complete, and completing closes it."""
+    experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
+    _apply_report(experiment, attempt, data)
+    if experiment.status == ExperimentStatus.running:
+        experiment.result = data.result
+    lifecycle.end_attempt(
+        session, runtime, experiment=experiment, attempt=attempt, outcome=AttemptOutcome.succeeded, log_tail=data.log_tail
+    )
+    return experiment
+
+
+def fail(session: Session, runtime: Runtime, *, token: WorkerToken, data: FailIn) -> Experiment:
+    experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
+    _apply_report(experiment, attempt, data)
+    lifecycle.end_attempt(
+        session,
+        runtime,
+        experiment=experiment,
+        attempt=attempt,
+        outcome=AttemptOutcome.failed,
+        reason=data.reason,
+        exit_code=data.exit_code,
+        log_tail=data.log_tail,
+    )
+    return experiment
+
+
+def release(session: Session, runtime: Runtime, *, token: WorkerToken, data: ReleaseIn) -> Experiment:
+    """Give the lease back without an error: preempted work is requeued and resumes."""
+    experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
+    _apply_report(experiment, attempt, data)
+    outcome = AttemptOutcome.canceled if experiment.cancel_requested else AttemptOutcome.preempted
+    lifecycle.end_attempt(
+        session,
+        runtime,
+        experiment=experiment,
+        attempt=attempt,
+        outcome=outcome,
+        reason=data.detail or data.reason,
+        log_tail=data.log_tail,
+    )
+    return experiment

@@ -1,0 +1,70 @@
+"""`baton-worker` / `python -m worker`: run the agent in this notebook or shell."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from worker.agent import Agent, AgentConfig
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="baton-worker", description="Run a Baton worker agent.")
+    parser.add_argument("--api", default=env.get("BATON_API"), help="control plane URL (env BATON_API)")
+    parser.add_argument("--token", default=env.get("BATON_WORKER_TOKEN"), help="worker token (env BATON_WORKER_TOKEN)")
+    parser.add_argument("--name", default=env.get("BATON_WORKER_NAME") or socket.gethostname())
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(env.get("BATON_WORKER_DIR") or Path.home() / ".baton" / "worker"),
+        help="where attempts keep their files (env BATON_WORKER_DIR)",
+    )
+    parser.add_argument("--claim-wait", type=float, default=30.0, help="long-poll seconds per claim")
+    parser.add_argument("--kill-grace", type=float, default=30.0, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
+    host = parser.add_argument_group("host description (detected when omitted)")
+    host.add_argument("--platform", default=env.get("BATON_PLATFORM"))
+    host.add_argument("--gpu-name", default=None)
+    host.add_argument("--gpu-count", type=int, default=None)
+    host.add_argument("--gpu-memory-mb", type=int, default=None)
+    host.add_argument("--log-level", default=env.get("BATON_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    if not args.api:
+        parser.error("the control plane URL is required: --api URL or BATON_API")
+    if not args.token:
+        parser.error("a worker token is required: --token TOKEN or BATON_WORKER_TOKEN (baton tokens create)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s baton-worker[%(process)d] %(message)s",
+        stream=sys.stderr,
+    )
+    config = AgentConfig(
+        api=args.api,
+        token=args.token,
+        name=args.name,
+        work_dir=args.work_dir.expanduser().resolve(),
+        claim_wait=args.claim_wait,
+        kill_grace=args.kill_grace,
+        max_jobs=args.max_jobs,
+        host_overrides={
+            "platform": args.platform,
+            "gpu_name": args.gpu_name,
+            "gpu_count": args.gpu_count,
+            "gpu_memory_mb": args.gpu_memory_mb,
+        },
+    )
+    return Agent(config).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

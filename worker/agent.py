@@ -1,0 +1,316 @@
+"""The agent loop: register, long-poll for work, run each job, report how it ended."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from worker.checkpoints import CheckpointError, CheckpointRef, CheckpointStore, open_store
+from worker.client import ApiError, LeaseLost, Stopped, Unavailable, WorkerClient
+from worker.runner import JobFiles, JobProcess, Progress, contract_env
+from worker.system import describe_host
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+
+
+@dataclass
+class AgentConfig:
+    api: str
+    token: str
+    name: str
+    work_dir: Path
+    claim_wait: float = 30.0
+    kill_grace: float = 30.0  # SIGTERM -> SIGKILL when the agent itself is stopping
+    cancel_grace: float = 2.0  # the same for a canceled job, which need not checkpoint
+    max_jobs: int | None = None  # exit after this many jobs (tests, one-shot sessions)
+    host_overrides: dict[str, Any] | None = None
+
+
+class _Shutdown(BaseException):
+    """Raised in the main thread by a stop signal while it waits for work."""
+
+
+class Uploader(threading.Thread):
+    """Uploads staged checkpoints in order, off the job's critical path."""
+
+    def __init__(self, store: CheckpointStore, *, experiment_id: int, attempt: int) -> None:
+        super().__init__(name="baton-uploader", daemon=True)
+        self.store = store
+        self.experiment_id = experiment_id
+        self.attempt = attempt
+        self.pending: queue.Queue[tuple[int, Path] | None] = queue.Queue()
+        self.latest: CheckpointRef | None = None
+        self.uploaded = threading.Event()
+
+    def run(self) -> None:
+        while (item := self.pending.get()) is not None:
+            step, directory = item
+            try:
+                ref = self.store.upload(
+                    experiment_id=str(self.experiment_id), attempt=self.attempt, step=step, source=directory
+                )
+            except Exception:  # noqa: BLE001 - keep the job running; the next checkpoint may succeed
+                log.exception("upload of checkpoint step %s failed", step)
+                continue
+            shutil.rmtree(directory, ignore_errors=True)
+            self.latest = ref
+            self.uploaded.set()
+            log.info("checkpoint step %s uploaded as %s", step, ref.key)
+
+    def finish(self) -> CheckpointRef | None:
+        """Wait for everything queued so far, then stop."""
+        self.pending.put(None)
+        self.join()
+        return self.latest
+
+
+class Attempt:
+    """One claimed job, from download of its resume point to the final report."""
+
+    def __init__(self, agent: Agent, grant: dict[str, Any]) -> None:
+        self.agent = agent
+        self.grant = grant
+        self.experiment_id: int = grant["experiment_id"]
+        self.number: int = grant["attempt"]
+        self.token: str = grant["lease_token"]
+        self.files = JobFiles(agent.config.work_dir / f"exp-{self.experiment_id}" / f"attempt-{self.number}")
+        self.progress = Progress()
+        self.lease_lost = threading.Event()
+        self.canceled = threading.Event()
+        self.stop_requested = threading.Event()
+        self.done = threading.Event()
+        self.reported_step: int | None = None
+        self.store = open_store(grant["checkpoint_url"])
+        self.uploader = Uploader(self.store, experiment_id=self.experiment_id, attempt=self.number)
+        self.job: JobProcess | None = None
+
+    # --- the run --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        log.info("experiment %s attempt %s (%s): starting", self.experiment_id, self.number, self.grant["kind"])
+        self.files.create()
+        try:
+            resume_step = self._download_resume_point()
+        except CheckpointError as exc:
+            self._report("fail", reason=f"cannot resume: {exc}")
+            return
+        self.files.config.write_text(json.dumps(self.grant["config"]))
+        self.job = self._spawn(resume_step)
+        self.uploader.start()
+        beat = threading.Thread(target=self._heartbeat_loop, name="baton-heartbeat", daemon=True)
+        beat.start()
+        try:
+            exit_code = self._supervise(self.job)
+        finally:
+            self.done.set()
+        self._drain(self.job)
+        final = self.uploader.finish()
+        beat.join()
+        self._conclude(exit_code, final)
+        self._cleanup()
+
+    def _download_resume_point(self) -> int | None:
+        resume = self.grant.get("resume")
+        if not resume:
+            return None
+        ref = CheckpointRef.from_key(resume["key"])
+        self.store.download(ref, self.files.resume)
+        log.info("resuming from checkpoint %s (step %s)", ref.key, ref.step)
+        return int(resume["step"])
+
+    def _spawn(self, resume_step: int | None) -> JobProcess:
+        config = self.grant["config"]
+        extra_env: dict[str, str] = {}
+        cwd = self.files.root
+        if self.grant["kind"] == "command":
+            argv = ["/bin/sh", "-c", config["command"]]
+            extra_env = dict(config.get("env") or {})
+            if config.get("workdir"):
+                cwd = Path(config["workdir"]).expanduser()
+        else:
+            argv = [sys.executable, "-m", self.grant["entrypoint"]]
+        env = contract_env(
+            self.files,
+            experiment_id=self.experiment_id,
+            attempt=self.number,
+            resume_step=resume_step,
+            deadline=self.agent.deadline,
+            extra=extra_env,
+        )
+        return JobProcess(self.files, argv, env=env, cwd=cwd)
+
+    def _supervise(self, job: JobProcess) -> int:
+        while (code := job.poll()) is None:
+            self._drain(job)
+            if self.lease_lost.is_set():
+                log.warning("lease lost: stopping the job at once")
+                job.kill()
+            elif self.canceled.is_set():
+                log.info("experiment %s canceled: stopping the job", self.experiment_id)
+                return job.stop(grace=self.agent.config.cancel_grace)
+            elif self.agent.stopping.is_set() and not self.stop_requested.is_set():
+                self.stop_requested.set()
+                log.info("agent stopping: asking the job to checkpoint and exit")
+                return job.stop(grace=self.agent.config.kill_grace)
+            time.sleep(POLL_SECONDS)
+        return job.wait()
+
+    def _drain(self, job: JobProcess) -> None:
+        for message in job.read_messages():
+            kind = message.get("type")
+            if kind == "progress":
+                self.progress.step = message.get("step")
+                self.progress.total = message.get("total")
+                self.progress.metrics.update(message.get("metrics") or {})
+            elif kind == "checkpoint":
+                self.uploader.pending.put((int(message["step"]), Path(message["dir"])))
+            elif kind == "result":
+                self.progress.result = message.get("values") or {}
+
+    # --- talking to the control plane -----------------------------------------------------
+
+    def _checkpoint_report(self, ref: CheckpointRef | None) -> dict[str, Any] | None:
+        return None if ref is None else {"key": ref.key, "step": ref.step}
+
+    def _heartbeat_loop(self) -> None:
+        interval = float(self.grant["heartbeat_seconds"])
+        while not self.done.is_set():
+            # Wake early after an upload, so the control plane learns the resume point at once.
+            self.uploader.uploaded.wait(interval)
+            self.uploader.uploaded.clear()
+            if self.done.is_set():
+                return
+            self._heartbeat()
+
+    def _report_fields(self, checkpoint: CheckpointRef | None) -> dict[str, Any]:
+        return {
+            "lease_token": self.token,
+            "progress_step": self.progress.step,
+            "progress_total": self.progress.total,
+            "metrics": self.progress.metrics,
+            "checkpoint": self._checkpoint_report(checkpoint),
+        }
+
+    def _heartbeat(self) -> None:
+        latest = self.uploader.latest
+        payload = self._report_fields(latest)
+        try:
+            reply = self.agent.client.heartbeat(payload)
+        except LeaseLost as exc:
+            log.warning("heartbeat refused: %s", exc.detail)
+            self.lease_lost.set()
+            return
+        except (Unavailable, ApiError) as exc:
+            # The control plane is down or confused: keep the job running, try next beat.
+            log.warning("heartbeat failed (%s); the job keeps running", exc)
+            return
+        if latest is not None:
+            self.reported_step = latest.step
+        if reply.get("action") == "cancel":
+            self.canceled.set()
+
+    def _conclude(self, exit_code: int, final: CheckpointRef | None) -> None:
+        if self.lease_lost.is_set():
+            log.warning("experiment %s attempt %s: lease was lost; not reporting", self.experiment_id, self.number)
+            return
+        fields = self._report_fields(final)
+        fields["log_tail"] = self.job.log_tail() if self.job is not None else None
+        if self.canceled.is_set():
+            self._report("release", reason="canceled", **fields)
+        elif self.stop_requested.is_set() and (exit_code != 0 or self.progress.result is None):
+            self._report("release", reason="preempted", detail="worker stopping", **fields)
+        elif exit_code == 0:
+            self._report("complete", result=self.progress.result or {}, **fields)
+        else:
+            self._report("fail", exit_code=exit_code, reason=f"job exited with code {exit_code}", **fields)
+
+    def _report(self, verb: str, **fields: Any) -> None:
+        payload = {k: v for k, v in fields.items() if v is not None}
+        payload["lease_token"] = self.token
+        try:
+            reply = self.agent.client.finish(verb, payload, give_up=self.agent.give_up)
+            log.info("experiment %s attempt %s: %s -> %s", self.experiment_id, self.number, verb, reply)
+        except LeaseLost as exc:
+            log.warning("%s refused, the lease is no longer ours: %s", verb, exc.detail)
+        except Stopped:
+            log.error("gave up reporting %s for experiment %s", verb, self.experiment_id)
+
+    def _cleanup(self) -> None:
+        for path in (self.files.checkpoints, self.files.resume):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.client = WorkerClient(config.api, config.token)
+        self.stopping = threading.Event()
+        # Set only on a second signal: stop retrying the final report and exit.
+        self.give_up = threading.Event()
+        self.deadline: float | None = None
+        self.worker_id: int | None = None
+        self._busy = False
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping.is_set():
+            self.give_up.set()
+        self.stopping.set()
+        log.info("signal %s: finishing up", signal.Signals(signum).name)
+        if not self._busy:
+            raise _Shutdown
+
+    def register(self) -> int:
+        info = describe_host(name=self.config.name, overrides=self.config.host_overrides or {})
+        reply = self.client.register(info, stop=self.stopping)
+        self.worker_id = int(reply["id"])
+        log.info("registered as worker %s (%s)", self.worker_id, info.get("platform"))
+        return self.worker_id
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        jobs = 0
+        try:
+            worker_id = self.register()
+            while not self.stopping.is_set():
+                if self.config.max_jobs is not None and jobs >= self.config.max_jobs:
+                    break
+                grant = self._claim(worker_id)
+                if grant is None:
+                    continue
+                self._busy = True
+                try:
+                    Attempt(self, grant).run()
+                finally:
+                    self._busy = False
+                jobs += 1
+        except (_Shutdown, Stopped):
+            pass
+        except ApiError as exc:
+            log.error("the control plane refused this worker: %s", exc)
+            return 2
+        finally:
+            self.client.close()
+        log.info("worker stopped after %s job(s)", jobs)
+        return 0
+
+    def _claim(self, worker_id: int) -> dict[str, Any] | None:
+        try:
+            return self.client.claim(worker_id, wait=self.config.claim_wait, stop=self.stopping)
+        except ApiError as exc:
+            if exc.status == 404:  # the control plane forgot us (new database): register again
+                self.register()
+                return None
+            raise

@@ -1,0 +1,1 @@
+"""Built-in jobs that ship with the worker."""

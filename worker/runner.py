@@ -1,0 +1,202 @@
+"""One job as a child process: environment per the job contract, progress channel, signals."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker import context as contract
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_BYTES = 32 * 1024
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, get SIGKILL when the agent dies.
+
+    A notebook session that dies takes its jobs with it; an agent killed alone must not
+    leave an orphan job running on, racing the next attempt for the same experiment.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class JobFiles:
+    """The directories and files of one attempt, under the agent's work dir."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def resume(self) -> Path:
+        return self.root / "resume"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def progress(self) -> Path:
+        return self.root / "progress.jsonl"
+
+    @property
+    def stop(self) -> Path:
+        return self.root / "STOP"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "job.log"
+
+    def create(self) -> None:
+        for path in (self.checkpoints, self.output):
+            path.mkdir(parents=True, exist_ok=True)
+        self.progress.touch()
+
+
+@dataclass
+class Progress:
+    """What the job has told us so far."""
+
+    step: int | None = None
+    total: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+
+
+class JobProcess:
+    def __init__(self, files: JobFiles, argv: list[str], *, env: dict[str, str], cwd: Path) -> None:
+        self.files = files
+        self._log = files.log.open("ab")
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so signals reach its children too
+            preexec_fn=_die_with_parent,
+        )
+        self._offset = 0
+        self._partial = b""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def read_messages(self) -> list[dict[str, Any]]:
+        """New complete lines of the progress channel."""
+        with self.files.progress.open("rb") as fh:
+            fh.seek(self._offset)
+            data = fh.read()
+        self._offset += len(data)
+        data = self._partial + data
+        *lines, self._partial = data.split(b"\n")
+        messages = []
+        for line in lines:
+            try:
+                messages.append(json.loads(line))
+            except ValueError:
+                log.warning("ignoring malformed progress line: %r", line[:200])
+        return messages
+
+    def request_stop(self) -> None:
+        """Ask for "checkpoint now and exit": the stop file, then SIGTERM to the group."""
+        self.files.stop.touch()
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, *, grace: float) -> int:
+        """request_stop, then SIGKILL after ``grace`` seconds; returns the exit code."""
+        if self.poll() is None:
+            self.request_stop()
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log.warning("job %s ignored SIGTERM for %.0fs: killing it", self.pid, grace)
+                self.kill()
+        return self.wait()
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self._log.close()
+        return code
+
+    def log_tail(self) -> str:
+        with self.files.log.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - LOG_TAIL_BYTES))
+            return fh.read().decode("utf-8", errors="replace")
+
+
+def contract_env(
+    files: JobFiles,
+    *,
+    experiment_id: int,
+    attempt: int,
+    resume_step: int | None,
+    deadline: float | None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    env = {**os.environ, **(extra or {})}
+    env.update(
+        {
+            contract.ENV_EXPERIMENT_ID: str(experiment_id),
+            contract.ENV_ATTEMPT: str(attempt),
+            contract.ENV_CONFIG: str(files.config),
+            contract.ENV_CHECKPOINT_DIR: str(files.checkpoints),
+            contract.ENV_PROGRESS_FILE: str(files.progress),
+            contract.ENV_STOP_FILE: str(files.stop),
+            contract.ENV_OUTPUT_DIR: str(files.output),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    for name in (contract.ENV_RESUME_DIR, contract.ENV_RESUME_STEP, contract.ENV_DEADLINE):
+        env.pop(name, None)
+    if resume_step is not None:
+        env[contract.ENV_RESUME_DIR] = str(files.resume)
+        env[contract.ENV_RESUME_STEP] = str(resume_step)
+    if deadline is not None:
+        env[contract.ENV_DEADLINE] = str(deadline)
+    return env
+
+
+def wait_for(predicate: Any, *, timeout: float, interval: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
