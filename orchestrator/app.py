@@ -61,8 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            listener.stop()
-            presence.stop()
+            for thread in (listener, presence):
+                thread.stop()
+            for thread in (listener, presence):
+                thread.join(timeout=5)
             runtime.close()
 
     app = FastAPI(

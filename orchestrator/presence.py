@@ -23,17 +23,17 @@ class Presence(threading.Thread):
         self.instance = uuid.uuid4().hex[:12]
         self.started_ms = now_ms()
         self._dispatcher = dispatcher
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def announce(self) -> None:
         self._dispatcher.mark_api_alive(instance=self.instance, started_ms=self.started_ms, ttl_ms=TTL_MS)
 
     def run(self) -> None:
-        while not self._stop.wait(ANNOUNCE_SECONDS):
+        while not self._halt.wait(ANNOUNCE_SECONDS):
             try:
                 self.announce()
             except (RedisError, OSError) as exc:
                 log.warning("cannot announce API presence: %s", exc)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()

@@ -44,20 +44,20 @@ class WakeupListener(threading.Thread):
         super().__init__(name="baton-wakeup", daemon=True)
         self._redis = redis
         self._wakeup = wakeup
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(WAKEUP)
-                while not self._stop.is_set():
+                while not self._halt.is_set():
                     if pubsub.get_message(timeout=0.5) is not None:
                         self._wakeup.fire_threadsafe()
                 pubsub.close()
             except (RedisError, OSError) as exc:
                 log.warning("wake-up listener lost Redis (%s); retrying", exc)
-                self._stop.wait(1.0)
+                self._halt.wait(1.0)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()

@@ -110,38 +110,10 @@ def tiny_llama(vocab_size: int, *, seed: int = 0) -> Any:
     return LlamaForCausalLM(config)
 
 
-def build_tiny_model(directory: Path, *, warmup_steps: int = 150) -> Path:
-    """Save a tiny Llama + tokenizer, briefly trained on the tiny tasks' prompt format.
-
-    The warm-up only teaches the grid syntax (so predictions parse into real grids and the
-    vote has something to count); the tasks themselves stay unsolved by the base model.
-    """
-    import torch
-
-    from ml.arc.configs import PromptSettings, TrainSettings
-    from ml.arc.formatting import PromptBuilder
-    from ml.arc.ttt import training_set
-
+def build_tiny_model(directory: Path) -> Path:
+    """Save a randomly initialised tiny Llama and the character tokenizer to ``directory``."""
     tokenizer = char_tokenizer()
-    model = tiny_llama(len(tokenizer))
-    builder = PromptBuilder(PromptSettings(system_prompt=TINY_SYSTEM_PROMPT), tokenizer)
-    settings = TrainSettings(max_examples=40, transforms=["rot90", "flip_ud", "transpose"])
-    examples = [
-        example
-        for task in tiny_tasks()
-        for example in training_set(task, settings, builder, seed=1, max_seq_len=1024)
-    ]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    rng = np.random.default_rng(0)
-    model.train()
-    for _ in range(warmup_steps):
-        example = examples[int(rng.integers(len(examples)))]
-        ids = torch.tensor([example.input_ids])
-        loss = model(input_ids=ids, labels=torch.tensor([example.labels])).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.save_pretrained(directory)
+    tiny_llama(len(tokenizer)).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 

@@ -4,26 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from video_helpers import tiny_dataset_config
 
-from ml.video.configs import DatasetConfig
 from ml.video.dataset import write_dataset
-from worker.context import JobContext
 
 # Tests share two cores with other work: keep torch to one thread.
 torch.set_num_threads(1)
-
-
-def tiny_dataset_config(**overrides: object) -> DatasetConfig:
-    values: dict[str, object] = {
-        "num_samples": 48,
-        "num_frames": 8,
-        "image_size": (16, 16),
-        "shard_size": 16,
-        "workers": 1,
-        "seed": 7,
-    }
-    values.update(overrides)
-    return DatasetConfig.model_validate(values)
 
 
 @pytest.fixture(scope="session")
@@ -31,16 +17,3 @@ def tiny_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("video-dataset")
     assert write_dataset(tiny_dataset_config(), directory, show_progress=False)
     return directory
-
-
-def make_context(root: Path, config: dict[str, object] | None = None) -> JobContext:
-    """A job context as the agent would set it up, without touching the environment."""
-    return JobContext(
-        experiment_id="test",
-        attempt=1,
-        config=config or {},
-        checkpoint_root=root / "checkpoints",
-        progress_file=root / "progress.jsonl",
-        stop_file=root / "stop",
-        output_dir=root / "output",
-    )
