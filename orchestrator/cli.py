@@ -69,8 +69,10 @@ def rq_worker(
 @app.command()
 def up(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
-    workers: Annotated[int, typer.Option(help="local worker agents to start")] = 1,
-    demo: Annotated[bool, typer.Option(help="submit the built-in demo experiment and follow it")] = False,
+    workers: Annotated[int, typer.Option(help="local worker agents to start")] = 2,
+    demo: Annotated[
+        bool, typer.Option(help="submit the demo job, kill its worker mid-run, watch another resume it")
+    ] = False,
     exit_after_demo: Annotated[bool, typer.Option(help="shut down once the demo finished")] = False,
 ) -> None:
     """Everything on one machine: embedded defaults unless DATABASE_URL / REDIS_URL are set."""

@@ -27,9 +27,11 @@ ADMIN_EMAIL = "admin@baton.local"
 DEMO_EXPERIMENT = {
     "name": "demo: resumable counter",
     "kind": "demo.counter",
-    "config": {"steps": 40, "step_seconds": 0.1, "checkpoint_every": 5},
+    "config": {"steps": 40, "step_seconds": 0.25, "checkpoint_every": 5},
     "tags": ["demo"],
 }
+# The demo kills a worker: short leases make the resume visible in seconds, not half a minute.
+DEMO_TIMING = {"BATON_HEARTBEAT_SECONDS": "1", "BATON_LEASE_SECONDS": "5", "BATON_REAPER_SECONDS": "1"}
 
 
 @contextlib.contextmanager
@@ -81,7 +83,17 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) 
     raise RuntimeError(f"the API server did not answer at {url} within {timeout:.0f}s")
 
 
-def _run_demo(url: str, email: str, password: str) -> int:
+def _kill_worker_running(http: httpx.Client, experiment_id: int, workers: dict[str, subprocess.Popen[bytes]]) -> str:
+    """SIGKILL the local worker running ``experiment_id``, as a dying notebook session would."""
+    attempt = http.get(f"/api/v1/experiments/{experiment_id}").json()["attempts"][-1]
+    name = {w["id"]: w["name"] for w in http.get("/api/v1/workers").json()}[attempt["worker_id"]]
+    workers[name].kill()
+    return name
+
+
+def _run_demo(url: str, email: str, password: str, workers: dict[str, subprocess.Popen[bytes]]) -> int:
+    """Submit the demo job; once it has checkpointed, kill its worker and watch another resume it."""
+    steps = DEMO_EXPERIMENT["config"]["steps"]  # type: ignore[index]
     with httpx.Client(base_url=url, timeout=30) as http:
         login = http.post("/auth/login", data={"username": email, "password": password})
         login.raise_for_status()
@@ -89,20 +101,30 @@ def _run_demo(url: str, email: str, password: str) -> int:
         created = http.post("/api/v1/experiments", json=DEMO_EXPERIMENT)
         created.raise_for_status()
         experiment_id = created.json()["id"]
-        print(f"submitted experiment {experiment_id} ({DEMO_EXPERIMENT['kind']})", flush=True)
+        print(f"submitted experiment {experiment_id} ({DEMO_EXPERIMENT['kind']}, {steps} steps)", flush=True)
+        killed = len(workers) < 2  # with one worker there is nobody to resume: skip the kill
         last = None
         while True:
             body = http.get(f"/api/v1/experiments/{experiment_id}").json()
-            attempts = body["attempts"]
-            step = attempts[-1]["progress_step"] if attempts else None
-            line = f"  {body['status']:<9} step {step}/{DEMO_EXPERIMENT['config']['steps']}"  # type: ignore[index]
+            attempt = body["attempts"][-1] if body["attempts"] else None
+            line = f"  {body['status']:<9} attempt {body['attempt_count']}"
+            if attempt:
+                line += f" step {attempt['progress_step'] or 0}/{steps} checkpoint {attempt['last_checkpoint_step']}"
             if line != last:
                 print(line, flush=True)
                 last = line
+            if not killed and attempt and (attempt["last_checkpoint_step"] or 0) >= 10:
+                name = _kill_worker_running(http, experiment_id, workers)
+                print(f"  killed worker {name} (SIGKILL), as a notebook session dies; waiting for the lease to expire")
+                killed = True
             if body["status"] in ("succeeded", "failed", "lost", "canceled"):
                 break
             time.sleep(0.5)
-        print(f"experiment {experiment_id} {body['status']} after {body['attempt_count']} attempt(s)")
+        names = {w["id"]: w["name"] for w in http.get("/api/v1/workers").json()}
+        print(f"experiment {experiment_id} {body['status']} after {body['attempt_count']} attempt(s):")
+        for a in body["attempts"]:
+            start = a["resumed_from_step"] or 0
+            print(f"  attempt {a['number']} on {names.get(a['worker_id'])}: {a['outcome']}, from step {start}")
         print(f"result: {body['result']}")
         return 0 if body["status"] == "succeeded" else 1
 
@@ -125,6 +147,9 @@ def run_local(settings: Settings, *, port: int, workers: int, demo: bool, exit_a
             "BATON_SECRET_KEY": settings.signing_key,
             "BATON_PUBLIC_URL": url,
         }
+        if demo:
+            for name, value in DEMO_TIMING.items():
+                env.setdefault(name, value)
         logs = settings.data_dir / "logs"
         logs.mkdir(exist_ok=True)
 
@@ -139,9 +164,10 @@ def run_local(settings: Settings, *, port: int, workers: int, demo: bool, exit_a
             api = start("api", [*baton, "serve", "--host", "127.0.0.1", "--port", str(port)])
             _wait_healthy(url, api)
             start("rq-worker", [*baton, "rq-worker"])
+            agents: dict[str, subprocess.Popen[bytes]] = {}
             for n in range(1, workers + 1):
                 work_dir = (settings.data_dir / f"worker-{n}").resolve()
-                start(
+                agents[f"local-{n}"] = start(
                     f"worker-{n}",
                     [sys.executable, "-m", "worker", "--api", url, "--token", token,
                      "--name", f"local-{n}", "--work-dir", str(work_dir)],
@@ -153,7 +179,7 @@ def run_local(settings: Settings, *, port: int, workers: int, demo: bool, exit_a
                 if password is None:
                     print("cannot run the demo: the admin password file is missing", file=sys.stderr)
                     return 1
-                code = _run_demo(url, email, password)
+                code = _run_demo(url, email, password, agents)
                 if exit_after_demo:
                     return code
             print("Ctrl-C to stop.")
