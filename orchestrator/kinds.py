@@ -46,24 +46,25 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def get_kind(name: str) -> Kind:
+def get_kind(name: str, *, field: str = "kind") -> Kind:
     try:
         return KINDS[name]
     except KeyError:
         known = ", ".join(sorted(KINDS))
         raise Invalid(
-            f"kind: unknown kind {name!r} (known: {known})",
-            errors=[{"loc": ["body", "kind"], "msg": f"unknown kind {name!r}"}],
+            f"{field}: unknown kind {name!r} (known: {known})",
+            errors=[{"loc": ["body", *field.split(".")], "msg": f"unknown kind {name!r}"}],
         ) from None
 
 
-def validate_config(kind: Kind, config: dict[str, Any]) -> dict[str, Any]:
+def validate_config(kind: Kind, config: dict[str, Any], *, field: str = "config") -> dict[str, Any]:
     """The config as the kind's model normalises it; 422 naming each bad field otherwise."""
     try:
         model = kind.config_model.model_validate(config)
     except ValidationError as exc:
         errors = [
-            {"loc": ["body", "config", *map(str, e["loc"])], "msg": e["msg"]} for e in exc.errors()
+            {"loc": ["body", *field.split("."), *map(str, e["loc"])], "msg": e["msg"]}
+            for e in exc.errors()
         ]
         message = "; ".join(f"{'.'.join(e['loc'][1:])}: {e['msg']}" for e in errors)
         raise Invalid(message, errors=errors) from None

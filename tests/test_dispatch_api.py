@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi.testclient import TestClient
 
 from orchestrator.settings import Settings
 from tests.support.api import create_user, create_worker_token, login
-
-
-def _submit(client: TestClient, headers: dict[str, str], name: str, **fields: Any) -> int:
-    body = {"name": name, "kind": "command", "config": {"command": "true"}, **fields}
-    response = client.post("/api/v1/experiments", json=body, headers=headers)
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
-
-
-def _register(client: TestClient, token: str, **host: Any) -> int:
-    response = client.post(
-        "/api/v1/workers/register", json={"name": "w", **host}, headers={"Authorization": f"Bearer {token}"}
-    )
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
-
-
-def _claim(client: TestClient, token: str, worker_id: int, wait: float = 0) -> dict[str, Any] | None:
-    response = client.post(
-        f"/api/v1/workers/{worker_id}/claim", params={"wait": wait}, headers={"Authorization": f"Bearer {token}"}
-    )
-    if response.status_code == 204:
-        return None
-    assert response.status_code == 200, response.text
-    grant: dict[str, Any] = response.json()
-    return grant
+from tests.support.experiments import submit as _submit
+from tests.support.workers import claim as _claim
+from tests.support.workers import register as _register
 
 
 def test_priority_then_age(client: TestClient, settings: Settings) -> None:

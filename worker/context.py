@@ -11,6 +11,8 @@ A job is any process the agent starts with these environment variables set:
 - ``BATON_STOP_FILE``: appears when the agent wants the job to checkpoint and exit
 - ``BATON_DEADLINE``: Unix time by which the job must have stopped, if known
 - ``BATON_OUTPUT_DIR``: where a job writes artifacts that should outlive it
+- ``BATON_INPUTS_DIR``: the prerequisites (``depends_on``) of this experiment: their final
+  checkpoints, downloaded to ``<dir>/<experiment id>/``, and ``inputs.json`` describing them
 
 SIGTERM means "checkpoint now and exit": ``JobContext.from_env()`` turns it into
 ``should_stop()`` returning True instead of killing the process.
@@ -41,8 +43,21 @@ ENV_PROGRESS_FILE = "BATON_PROGRESS_FILE"
 ENV_STOP_FILE = "BATON_STOP_FILE"
 ENV_DEADLINE = "BATON_DEADLINE"
 ENV_OUTPUT_DIR = "BATON_OUTPUT_DIR"
+ENV_INPUTS_DIR = "BATON_INPUTS_DIR"
+INPUTS_INDEX = "inputs.json"
 
 STAGED_PREFIX = "step-"
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """A finished prerequisite: its name, kind, result and final checkpoint directory."""
+
+    experiment_id: int
+    name: str
+    kind: str
+    result: dict[str, Any]
+    directory: Path | None
 
 
 def staged_name(step: int) -> str:
@@ -64,6 +79,7 @@ class JobContext:
     resume_step: int | None = None
     deadline: float | None = None
     output_dir: Path | None = None
+    inputs_dir: Path | None = None
     _stop_requested: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @classmethod
@@ -79,6 +95,7 @@ class JobContext:
         resume = env.get(ENV_RESUME_DIR)
         deadline = env.get(ENV_DEADLINE)
         output = env.get(ENV_OUTPUT_DIR)
+        inputs = env.get(ENV_INPUTS_DIR)
         ctx = cls(
             experiment_id=env.get(ENV_EXPERIMENT_ID, "local"),
             attempt=int(env.get(ENV_ATTEMPT, "1")),
@@ -90,6 +107,7 @@ class JobContext:
             resume_step=int(env[ENV_RESUME_STEP]) if env.get(ENV_RESUME_STEP) else None,
             deadline=float(deadline) if deadline else None,
             output_dir=Path(output) if output else None,
+            inputs_dir=Path(inputs) if inputs else None,
         )
         if install_signal_handler:
             signal.signal(signal.SIGTERM, ctx._on_sigterm)
@@ -103,6 +121,22 @@ class JobContext:
         if self.resume_dir is not None and self.resume_dir.is_dir():
             return self.resume_dir
         return None
+
+    def inputs(self) -> list[JobInput]:
+        """The prerequisites this experiment waited for, in the order they were named."""
+        if self.inputs_dir is None or not (self.inputs_dir / INPUTS_INDEX).is_file():
+            return []
+        entries = json.loads((self.inputs_dir / INPUTS_INDEX).read_text())
+        return [
+            JobInput(
+                experiment_id=e["experiment_id"],
+                name=e["name"],
+                kind=e["kind"],
+                result=e.get("result") or {},
+                directory=Path(e["directory"]) if e.get("directory") else None,
+            )
+            for e in entries
+        ]
 
     def checkpoint(self, directory: str | os.PathLike[str], step: int) -> None:
         """Hand the contents of ``directory`` to Baton as the checkpoint at ``step``.

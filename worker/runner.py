@@ -48,6 +48,10 @@ class JobFiles:
         return self.root / "resume"
 
     @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
     def output(self) -> Path:
         return self.root / "output"
 
@@ -180,6 +184,7 @@ def contract_env(
             contract.ENV_PROGRESS_FILE: str(files.progress),
             contract.ENV_STOP_FILE: str(files.stop),
             contract.ENV_OUTPUT_DIR: str(files.output),
+            contract.ENV_INPUTS_DIR: str(files.inputs),
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -15,6 +15,7 @@ MAX_PRIORITY = 100
 
 
 class ExperimentStatus(StrEnum):
+    waiting = "waiting"  # for its prerequisites (depends_on) to succeed; not claimable
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
@@ -74,6 +75,7 @@ class ExperimentCreate(ExperimentBase):
     config: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     tags: list[str] = Field(default_factory=list, max_length=20)
+    depends_on: list[int] = Field(default_factory=list, max_length=100)
 
     @field_validator("tags")
     @classmethod
@@ -89,6 +91,7 @@ class Experiment(ExperimentBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     owner_id: int = Field(foreign_key="user.id", index=True)
+    group_id: int | None = Field(default=None, foreign_key="experiment_group.id", index=True)
     status: ExperimentStatus = Field(default=ExperimentStatus.queued, index=True)
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     resources: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -110,6 +113,15 @@ class ExperimentTag(SQLModel, table=True):
 
     experiment_id: int = Field(foreign_key="experiment.id", primary_key=True)
     tag: str = Field(primary_key=True, max_length=64, index=True)
+
+
+class ExperimentDependency(SQLModel, table=True):
+    """``experiment_id`` waits until ``depends_on_id`` has succeeded."""
+
+    __tablename__ = "experiment_dependency"
+
+    experiment_id: int = Field(foreign_key="experiment.id", primary_key=True)
+    depends_on_id: int = Field(foreign_key="experiment.id", primary_key=True, index=True)
 
 
 class Attempt(SQLModel, table=True):
@@ -153,6 +165,8 @@ class AttemptPublic(SQLModel):
 class ExperimentPublic(ExperimentBase):
     id: int
     owner_id: int
+    group_id: int | None
+    depends_on: list[int]
     status: ExperimentStatus
     config: dict[str, Any]
     resources: dict[str, Any]

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
-from orchestrator.db import after_commit
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.kinds import get_kind, validate_config
 from orchestrator.models import Attempt, Experiment, ExperimentStatus, ExperimentTag, User
@@ -19,12 +18,28 @@ from orchestrator.models.experiment import (
 )
 from orchestrator.models.types import utcnow
 from orchestrator.runtime import Runtime
-from orchestrator.services import lifecycle
+from orchestrator.services import dependencies, lifecycle
 
 
-def create(session: Session, runtime: Runtime, *, owner: User, data: ExperimentCreate) -> Experiment:
-    kind = get_kind(data.kind)
-    config = validate_config(kind, data.config)
+def create(
+    session: Session,
+    runtime: Runtime,
+    *,
+    owner: User,
+    data: ExperimentCreate,
+    group_id: int | None = None,
+    field: str = "",
+    start: bool = True,
+) -> Experiment:
+    """Validate and store one experiment; ``start`` queues it (or makes it wait).
+
+    ``field`` prefixes error locations when the experiment is part of a larger request.
+    """
+    kind = get_kind(data.kind, field=f"{field}kind")
+    config = validate_config(kind, data.config, field=f"{field}config")
+    prerequisites = dependencies.load_prerequisites(
+        session, user=owner, ids=data.depends_on, field=f"{field}depends_on"
+    )
     assert owner.id is not None
     experiment = Experiment(
         name=data.name,
@@ -33,6 +48,7 @@ def create(session: Session, runtime: Runtime, *, owner: User, data: ExperimentC
         max_attempts=data.max_attempts,
         notify=data.notify,
         owner_id=owner.id,
+        group_id=group_id,
         config=config,
         resources=data.resources.model_dump(mode="json"),
     )
@@ -41,7 +57,10 @@ def create(session: Session, runtime: Runtime, *, owner: User, data: ExperimentC
     assert experiment.id is not None
     for tag in data.tags:
         session.add(ExperimentTag(experiment_id=experiment.id, tag=tag))
-    lifecycle.queue(session, runtime, experiment)
+    dependencies.link(session, experiment_id=experiment.id, prerequisite_ids=[p.id for p in prerequisites if p.id])
+    if start:
+        session.flush()
+        lifecycle.start(session, runtime, experiment)
     return experiment
 
 
@@ -64,8 +83,15 @@ def tags_of(session: Session, experiment_ids: Sequence[int]) -> dict[int, list[s
     return {i: sorted(t) for i, t in tags.items()}
 
 
-def to_public(experiment: Experiment, tags: list[str]) -> ExperimentPublic:
-    return ExperimentPublic.model_validate(experiment, update={"tags": tags})
+def to_public(experiment: Experiment, tags: list[str], depends_on: list[int]) -> ExperimentPublic:
+    return ExperimentPublic.model_validate(experiment, update={"tags": tags, "depends_on": depends_on})
+
+
+def public_list(session: Session, experiments: Sequence[Experiment]) -> list[ExperimentPublic]:
+    ids = [e.id for e in experiments if e.id is not None]
+    tags = tags_of(session, ids)
+    prerequisites = dependencies.prerequisite_ids(session, ids)
+    return [to_public(e, tags[e.id], prerequisites[e.id]) for e in experiments if e.id is not None]
 
 
 def detail(session: Session, experiment: Experiment) -> ExperimentDetail:
@@ -77,6 +103,7 @@ def detail(session: Session, experiment: Experiment) -> ExperimentDetail:
         experiment,
         update={
             "tags": tags_of(session, [experiment.id])[experiment.id],
+            "depends_on": dependencies.prerequisite_ids(session, [experiment.id])[experiment.id],
             "attempts": [AttemptPublic.model_validate(a) for a in attempts],
         },
     )
@@ -108,32 +135,16 @@ def list_page(
         query = query.where(col(Experiment.id) < cursor)
     rows = session.exec(query.order_by(col(Experiment.id).desc()).limit(limit + 1)).all()
     page = list(rows[:limit])
-    tags = tags_of(session, [e.id for e in page if e.id is not None])
     next_cursor = page[-1].id if len(rows) > limit and page else None
-    return ExperimentPage(
-        items=[to_public(e, tags[e.id]) for e in page if e.id is not None], next_cursor=next_cursor
-    )
+    return ExperimentPage(items=public_list(session, page), next_cursor=next_cursor)
 
 
 def cancel(session: Session, runtime: Runtime, *, user: User, experiment_id: int) -> Experiment:
-    """Queued: it never runs. Running: the worker is told on its next heartbeat."""
     get_visible(session, user=user, experiment_id=experiment_id)
     experiment = lifecycle.lock_experiment(session, experiment_id)
     if experiment.status.is_final:
         raise Conflict(f"experiment {experiment_id} is already {experiment.status}")
-    was_queued = experiment.status == ExperimentStatus.queued
-    now = utcnow()
-    experiment.cancel_requested = True
-    experiment.status = ExperimentStatus.canceled
-    experiment.finished_at = now
-    experiment.updated_at = now
-    session.add(experiment)
-    if was_queued:
-        requirement = lifecycle.requirement_of(experiment)
-        after_commit(
-            session,
-            lambda: runtime.dispatcher.remove(experiment_id=experiment_id, requirement=requirement),
-        )
+    lifecycle.cancel(session, runtime, experiment, reason=f"canceled by {user.email}")
     return experiment
 
 
@@ -149,5 +160,5 @@ def retry(session: Session, runtime: Runtime, *, user: User, experiment_id: int)
     experiment.cancel_requested = False
     experiment.finished_at = None
     experiment.error = None
-    lifecycle.queue(session, runtime, experiment)
+    lifecycle.start(session, runtime, experiment)
     return experiment

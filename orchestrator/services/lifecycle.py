@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
+from orchestrator import metrics
 from orchestrator.db import after_commit
 from orchestrator.dispatch import Requirement
 from orchestrator.dispatch.queue import Requeue
@@ -12,6 +13,7 @@ from orchestrator.errors import NotFound
 from orchestrator.models import Attempt, AttemptOutcome, Experiment, ExperimentStatus
 from orchestrator.models.types import utcnow
 from orchestrator.runtime import Runtime
+from orchestrator.services import dependencies
 
 
 def lock_experiment(session: Session, experiment_id: int) -> Experiment:
@@ -70,9 +72,63 @@ def _finish(session: Session, runtime: Runtime, experiment: Experiment, status: 
     experiment.finished_at = now
     experiment.updated_at = now
     session.add(experiment)
+    session.flush()
     if experiment.notify and status != ExperimentStatus.canceled:
         experiment_id = experiment.id
         after_commit(session, lambda: notify(runtime, experiment_id=experiment_id))
+    _settle_dependents(session, runtime, experiment)
+
+
+def start(session: Session, runtime: Runtime, experiment: Experiment) -> None:
+    """A new (or retried) experiment: queue it, or wait for its prerequisites, or cancel it."""
+    assert experiment.id is not None
+    prerequisites = dependencies.prerequisites(session, experiment.id)
+    broken = [p for p in prerequisites if p.status in _BROKEN]
+    if broken:
+        cancel(session, runtime, experiment, reason=_broken_reason(broken[0]))
+    elif all(p.status == ExperimentStatus.succeeded for p in prerequisites):
+        queue(session, runtime, experiment)
+    else:
+        experiment.status = ExperimentStatus.waiting
+        experiment.updated_at = utcnow()
+        session.add(experiment)
+
+
+_BROKEN = frozenset({ExperimentStatus.failed, ExperimentStatus.lost, ExperimentStatus.canceled})
+
+
+def _broken_reason(prerequisite: Experiment) -> str:
+    return f"prerequisite experiment {prerequisite.id} ({prerequisite.name}) {prerequisite.status}"
+
+
+def _settle_dependents(session: Session, runtime: Runtime, finished: Experiment) -> None:
+    """A prerequisite finished: queue dependents it was the last one for, or cancel them all."""
+    assert finished.id is not None
+    for dependent in dependencies.dependents(session, finished.id):
+        if dependent.status != ExperimentStatus.waiting:
+            continue
+        if finished.status in _BROKEN:
+            cancel(session, runtime, dependent, reason=_broken_reason(finished))
+        elif all(
+            p.status == ExperimentStatus.succeeded
+            for p in dependencies.prerequisites(session, dependent.id)  # type: ignore[arg-type]
+        ):
+            queue(session, runtime, dependent)
+
+
+def cancel(session: Session, runtime: Runtime, experiment: Experiment, *, reason: str) -> None:
+    """Queued or waiting: it never runs. Running: its worker is told on the next heartbeat."""
+    was_queued = experiment.status == ExperimentStatus.queued
+    experiment.cancel_requested = True
+    experiment.error = reason
+    if was_queued:
+        requirement = requirement_of(experiment)
+        experiment_id = experiment.id
+        assert experiment_id is not None
+        after_commit(
+            session, lambda: runtime.dispatcher.remove(experiment_id=experiment_id, requirement=requirement)
+        )
+    _finish(session, runtime, experiment, ExperimentStatus.canceled)
 
 
 def notify(runtime: Runtime, *, experiment_id: int | None) -> None:
@@ -101,6 +157,10 @@ def end_attempt(
     if log_tail is not None:
         attempt.log_tail = log_tail
     session.add(attempt)
+    kind, seconds = experiment.kind, (now - attempt.started_at).total_seconds()
+    after_commit(
+        session, lambda: metrics.observe_attempt_end(kind=kind, outcome=outcome, seconds=seconds)
+    )
     if outcome.counts_as_failure:
         experiment.failure_count += 1
     token = attempt.lease_token

@@ -1,0 +1,35 @@
+"""Experiment groups: branches run side by side, compared when all have finished."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from sqlmodel import col, select
+
+from orchestrator.db import commit
+from orchestrator.models import ExperimentGroup
+from orchestrator.models.group import GroupCreate, GroupDetail
+from orchestrator.services import groups
+
+from .deps import CurrentUser, RuntimeDep, SessionDep
+
+router = APIRouter(prefix="/api/v1/groups", tags=["groups"])
+
+
+@router.post("", response_model=GroupDetail, status_code=status.HTTP_201_CREATED)
+def create_group(data: GroupCreate, session: SessionDep, runtime: RuntimeDep, user: CurrentUser) -> GroupDetail:
+    group = groups.create(session, runtime, owner=user, data=data)
+    commit(session)
+    return groups.detail(session, group)
+
+
+@router.get("", response_model=list[GroupDetail])
+def list_groups(session: SessionDep, user: CurrentUser) -> list[GroupDetail]:
+    query = select(ExperimentGroup).order_by(col(ExperimentGroup.id).desc()).limit(100)
+    if not user.is_admin:
+        query = query.where(ExperimentGroup.owner_id == user.id)
+    return [groups.detail(session, g) for g in session.exec(query).all()]
+
+
+@router.get("/{group_id}", response_model=GroupDetail)
+def get_group(group_id: int, session: SessionDep, user: CurrentUser) -> GroupDetail:
+    return groups.detail(session, groups.get_visible(session, user=user, group_id=group_id))
