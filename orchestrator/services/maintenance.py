@@ -77,11 +77,25 @@ class ReconcileReport:
     requeued: int = 0
     leases_restored: int = 0
     stale_removed: int = 0
+    waiting_settled: int = 0
+
+
+def settle_waiting(runtime: Runtime) -> int:
+    """Waiting experiments whose prerequisites already ended (a transition that was missed,
+    e.g. a crash between two commits) are queued or canceled now."""
+    settled = 0
+    with session_scope(runtime.engine) as session:
+        waiting = session.exec(select(Experiment).where(Experiment.status == ExperimentStatus.waiting)).all()
+        for experiment in waiting:
+            lifecycle.start(session, runtime, experiment)
+            settled += experiment.status != ExperimentStatus.waiting
+    return settled
 
 
 def reconcile(runtime: Runtime) -> ReconcileReport:
     """Make Redis agree with the database. Reads the database first, then Redis, so a claim
     racing with this shows up as leased, never as missing."""
+    report = ReconcileReport(waiting_settled=settle_waiting(runtime))
     with session_scope(runtime.engine) as session:
         queued = session.exec(select(Experiment).where(Experiment.status == ExperimentStatus.queued)).all()
         open_attempts = session.exec(select(Attempt).where(col(Attempt.ended_at).is_(None))).all()
@@ -89,7 +103,6 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
     dispatcher = runtime.dispatcher
     ready = dispatcher.ready_members()
     leased = dispatcher.leased_members()
-    report = ReconcileReport()
     for experiment in queued:
         assert experiment.id is not None
         if experiment.id not in ready and experiment.id not in leased:
@@ -124,6 +137,6 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
             if statuses.get(experiment_id) != ExperimentStatus.queued:
                 dispatcher.remove_from_class(experiment_id=experiment_id, class_name=class_name)
                 report.stale_removed += 1
-    if report.requeued or report.leases_restored or report.stale_removed:
+    if report != ReconcileReport():
         log.info("reconcile: %s", report)
     return report

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.conftest import Baton
-from tests.support.stack import wait_until
+from tests.support.stack import process_alive, wait_until
 
 HEARTBEAT = 2.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it has stopped running all the same.
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
 
 
 def test_cancel_running_job_stops_child_within_one_heartbeat(
@@ -33,12 +22,12 @@ def test_cancel_running_job_stops_child_within_one_heartbeat(
     )
     baton.start_worker("worker-a")
     pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=30, what="the job pid"))
-    assert _alive(pid)
+    assert process_alive(pid)
 
     started = time.monotonic()
     reply = baton.http.post(f"/api/v1/experiments/{experiment_id}/cancel")
     assert reply.status_code == 200 and reply.json()["status"] == "canceled"
-    wait_until(lambda: not _alive(pid), timeout=HEARTBEAT + 5, interval=0.05, what="the job to stop")
+    wait_until(lambda: not process_alive(pid), timeout=HEARTBEAT + 5, interval=0.05, what="the job to stop")
     elapsed = time.monotonic() - started
     assert elapsed <= HEARTBEAT + 0.5, f"child stopped {elapsed:.2f}s after cancel"
 

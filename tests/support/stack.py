@@ -36,6 +36,16 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float 
         time.sleep(interval)
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it has stopped running all the same.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
 @dataclass
 class Proc:
     name: str
