@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Session
 
-AfterCommit = Callable[[], None]
+AfterCommit = Callable[[], object]
 
 
 def make_engine(url: str) -> Engine:

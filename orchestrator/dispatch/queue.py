@@ -10,6 +10,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any, cast
 
 from redis import Redis
 
@@ -40,6 +41,11 @@ def ready_score(priority: int, queued_at_ms: int) -> int:
 
 def _script(name: str) -> str:
     return resources.files("orchestrator.dispatch").joinpath(f"lua/{name}.lua").read_text()
+
+
+def _ids(raw: Any) -> list[int]:
+    """Redis members and values as ints (redis-py's reply types are too wide to narrow)."""
+    return [int(item) for item in raw]
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,7 @@ class Dispatcher:
         return token.decode()  # type: ignore[union-attr]
 
     def expired(self, *, at_ms: int) -> list[int]:
-        return [int(m) for m in self.redis.zrangebyscore(LEASES, "-inf", at_ms)]  # type: ignore[union-attr]
+        return _ids(self.redis.zrangebyscore(LEASES, "-inf", at_ms))
 
     # --- views for reconcile and metrics --------------------------------------------------
 
@@ -137,15 +143,15 @@ class Dispatcher:
         """Experiment id -> capability class for everything in a ready set."""
         members: dict[int, str] = {}
         for name in self.classes():
-            for member in self.redis.zrange(READY + name, 0, -1):  # type: ignore[union-attr]
-                members[int(member)] = name
+            for member in _ids(self.redis.zrange(READY + name, 0, -1)):
+                members[member] = name
         return members
 
     def leased_members(self) -> set[int]:
-        return {int(m) for m in self.redis.zrange(LEASES, 0, -1)}  # type: ignore[union-attr]
+        return set(_ids(self.redis.zrange(LEASES, 0, -1)))
 
     def queue_depths(self) -> dict[str, int]:
-        return {name: int(self.redis.zcard(READY + name)) for name in self.classes()}  # type: ignore[arg-type]
+        return {name: self.redis.zcard(READY + name) for name in self.classes()}
 
     # --- control-plane presence -----------------------------------------------------------
 
@@ -161,5 +167,5 @@ class Dispatcher:
         keys = list(self.redis.scan_iter(match=API_ALIVE + "*", count=100))
         if not keys:
             return None
-        values = [int(v) for v in self.redis.mget(keys) if v is not None]  # type: ignore[union-attr]
+        values = _ids(v for v in cast(list[bytes | None], self.redis.mget(keys)) if v is not None)
         return min(values) if values else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
@@ -10,12 +11,15 @@ from orchestrator.errors import Invalid
 from orchestrator.models import Experiment, ExperimentDependency, User
 
 
-def find_cycle(edges: Mapping[Hashable, Sequence[Hashable]]) -> list[Hashable] | None:
-    """A cycle in ``node -> prerequisites`` as a path that starts and ends on one node."""
-    state: dict[Hashable, int] = {}  # 1: on the current path, 2: done
-    path: list[Hashable] = []
+Node = TypeVar("Node", bound=Hashable)
 
-    def visit(node: Hashable) -> list[Hashable] | None:
+
+def find_cycle(edges: Mapping[Node, Sequence[Node]]) -> list[Node] | None:
+    """A cycle in ``node -> prerequisites`` as a path that starts and ends on one node."""
+    state: dict[Node, int] = {}  # 1: on the current path, 2: done
+    path: list[Node] = []
+
+    def visit(node: Node) -> list[Node] | None:
         state[node] = 1
         path.append(node)
         for nxt in edges.get(node, ()):

@@ -115,7 +115,7 @@ def open_store(url: str) -> CheckpointStore:
 
         return LocalCheckpointStore(Path(parsed.path if parsed.scheme else url))
     if parsed.scheme == "gs":
-        from worker.checkpoints.gcs import GCSCheckpointStore  # type: ignore[import-not-found]
+        from worker.checkpoints.gcs import GCSCheckpointStore
 
         store: CheckpointStore = GCSCheckpointStore.from_url(url)
         return store
