@@ -6,9 +6,7 @@ from fastapi import APIRouter, status
 from sqlmodel import col, select
 
 from orchestrator.db import commit
-from orchestrator.errors import NotFound
 from orchestrator.models import WorkerToken
-from orchestrator.models.types import utcnow
 from orchestrator.models.user import UserCreate, UserPublic
 from orchestrator.models.worker import WorkerTokenCreate, WorkerTokenCreated, WorkerTokenPublic
 from orchestrator.services import accounts
@@ -39,11 +37,6 @@ def list_worker_tokens(session: SessionDep, admin: AdminUser) -> list[WorkerToke
 
 @router.delete("/worker-tokens/{token_id}", response_model=WorkerTokenPublic)
 def revoke_worker_token(token_id: int, session: SessionDep, admin: AdminUser) -> WorkerToken:
-    row = session.get(WorkerToken, token_id)
-    if row is None:
-        raise NotFound(f"worker token {token_id} not found")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        session.add(row)
-        commit(session)
+    row = accounts.revoke_worker_token(session, token_id=token_id)
+    commit(session)
     return row

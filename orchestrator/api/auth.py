@@ -15,7 +15,8 @@ from orchestrator.errors import Invalid, NotAuthenticated
 from orchestrator.models import RefreshToken, User
 from orchestrator.models.types import utcnow
 from orchestrator.models.user import UserPublic
-from orchestrator.security import decode_token, encode_token, verify_password
+from orchestrator.security import decode_token, encode_token
+from orchestrator.services import accounts
 from orchestrator.settings import Settings
 
 from .deps import CurrentUser, RuntimeDep, SessionDep
@@ -88,8 +89,8 @@ _LOGIN_BODY = {
 @router.post("/login", response_model=TokenPair, openapi_extra=_LOGIN_BODY)
 async def login(request: Request, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
     fields = await _login_fields(request)
-    user = session.exec(select(User).where(User.email == fields.username.lower())).one_or_none()
-    if user is None or not user.is_active or not verify_password(fields.password, user.hashed_password):
+    user = accounts.authenticate(session, email=fields.username, password=fields.password)
+    if user is None:
         raise NotAuthenticated("wrong email or password")
     pair = _issue(session, runtime.settings, user)
     commit(session)

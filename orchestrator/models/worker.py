@@ -57,6 +57,9 @@ class WorkerBase(SQLModel):
     gpu_count: int = Field(default=0, ge=0, le=64)
     gpu_memory_mb: int = Field(default=0, ge=0, le=10_000_000)
     session_deadline: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    # The platform account (e.g. a Kaggle username) whose quota this session spends.
+    account: str = Field(default="", max_length=100)
+    session_started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
 
 class Worker(WorkerBase, table=True):
@@ -65,6 +68,8 @@ class Worker(WorkerBase, table=True):
     libraries: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     registered_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     last_seen_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    # Set by an admin: the worker finishes its current job but is given no new one.
+    draining: bool = False
 
 
 class WorkerRegister(WorkerBase):
@@ -76,3 +81,4 @@ class WorkerPublic(WorkerBase):
     libraries: dict[str, Any]
     registered_at: datetime
     last_seen_at: datetime
+    draining: bool = False
