@@ -6,12 +6,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from orchestrator.api import admin, auth, experiments, workers
+from orchestrator import metrics, web
+from orchestrator.api import admin, auth, checkpoints, experiments, groups, logs, platforms, workers
 from orchestrator.errors import Invalid, install_error_handler
 from orchestrator.migrate import ensure_schema
 from orchestrator.presence import Presence
@@ -25,10 +27,10 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
-def _validation_message(errors: list[dict[str, object]]) -> str:
+def _validation_message(errors: list[dict[str, Any]]) -> str:
     parts = []
     for error in errors:
-        loc = [str(p) for p in error.get("loc", ())]  # type: ignore[union-attr]
+        loc = [str(p) for p in error.get("loc", ())]
         field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)
         parts.append(f"{field or 'body'}: {error.get('msg')}")
     return "; ".join(parts)
@@ -89,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (auth, experiments, workers, admin):
+    for module in (auth, experiments, groups, workers, checkpoints, admin, logs, platforms):
         app.include_router(module.router)
+    metrics.install(app)
+    web.install(app)
     return app

@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
+from baton_client import cli as user_commands
 from orchestrator.db import commit, make_engine
 from orchestrator.errors import BatonError
 from orchestrator.migrate import upgrade
+from orchestrator.platforms import cli as platform_commands
 from orchestrator.models import Role
 from orchestrator.models.user import UserCreate
 from orchestrator.services import accounts
@@ -24,6 +26,9 @@ db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
+app.add_typer(platform_commands.kaggle_app, name="kaggle")
+app.command("bootstrap")(platform_commands.bootstrap)
+app.add_typer(user_commands.app)  # no name: login, submit, ls, ... at the top level
 
 
 def _settings() -> Settings:

@@ -7,8 +7,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, NonNegativeInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.checkpoints.signed import SIGNED_PREFIX
 
 # A secret that must never be accepted outside development.
 DEFAULT_SECRET = "change-me"
@@ -38,6 +40,50 @@ class Settings(BaseSettings):
     reconcile_seconds: int = Field(30, alias="BATON_RECONCILE_SECONDS", gt=0)
     claim_wait_seconds: float = Field(30.0, alias="BATON_CLAIM_WAIT_SECONDS", ge=0)
     rq_queue: str = Field("baton", alias="BATON_RQ_QUEUE")
+    # How much of each attempt's stdout+stderr the control plane keeps (the newest bytes).
+    log_tail_bytes: int = Field(256 * 1024, alias="BATON_LOG_TAIL_BYTES", ge=1024)
+
+    # Checkpoint retention (the GCS free tier is 5 GB) and the signed URLs workers use for gs://.
+    checkpoint_budget_bytes: int = Field(5_000_000_000, alias="BATON_CHECKPOINT_BUDGET_BYTES", ge=0)
+    checkpoint_keep: int = Field(3, alias="BATON_CHECKPOINT_KEEP", ge=1)
+    retention_seconds: int = Field(600, alias="BATON_RETENTION_SECONDS", gt=0)
+    checkpoint_signed_urls: bool = Field(True, alias="BATON_CHECKPOINT_SIGNED_URLS")
+    # V4 signed URLs live at most 7 days.
+    checkpoint_url_seconds: int = Field(3600, alias="BATON_CHECKPOINT_URL_SECONDS", gt=0, le=604800)
+    # Files above this go up as resumable uploads, in chunks of this size (GCS: n x 256 KiB).
+    checkpoint_chunk_bytes: int = Field(
+        8 * 1024 * 1024, alias="BATON_CHECKPOINT_CHUNK_BYTES", gt=0, multiple_of=256 * 1024
+    )
+
+    # Email; without a host, notifications are written to a log file instead.
+    smtp_host: str = Field("", alias="BATON_SMTP_HOST")
+    smtp_port: int = Field(587, alias="BATON_SMTP_PORT", gt=0)
+    smtp_user: str = Field("", alias="BATON_SMTP_USER")
+    smtp_password: SecretStr = Field(SecretStr(""), alias="BATON_SMTP_PASSWORD")
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        "starttls", alias="BATON_SMTP_SECURITY"
+    )
+    smtp_from: str = Field("baton@localhost", alias="BATON_SMTP_FROM")
+    # Seconds before each retry of a failed email (JSON list); its length is the number of retries.
+    notify_retry_seconds: list[NonNegativeInt] = Field(
+        [5, 15, 60, 300, 900], alias="BATON_NOTIFY_RETRY_SECONDS"
+    )
+
+    # Platforms. Kaggle credentials (kaggle.com > Settings > API) turn on quota reads and kernel
+    # launches; the endpoint is for tests against a local stand-in of the Kaggle API.
+    kaggle_username: str = Field("", alias="BATON_KAGGLE_USERNAME")
+    kaggle_key: SecretStr = Field(SecretStr(""), alias="BATON_KAGGLE_KEY")
+    kaggle_api_endpoint: str = Field("", alias="BATON_KAGGLE_API_ENDPOINT")
+    kaggle_kernel: str = Field("baton-worker", alias="BATON_KAGGLE_KERNEL", min_length=5)
+    kaggle_session_hours: float = Field(9.0, alias="BATON_KAGGLE_SESSION_HOURS", gt=0, le=12)
+    kaggle_min_quota_hours: float = Field(1.0, alias="BATON_KAGGLE_MIN_QUOTA_HOURS", ge=0)
+    kaggle_rotation_seconds: int = Field(60, alias="BATON_KAGGLE_ROTATION_SECONDS", gt=0)
+    # After a failed launch, wait this long (doubling per further failure, up to an hour).
+    kaggle_retry_seconds: int = Field(300, alias="BATON_KAGGLE_RETRY_SECONDS", ge=0)
+    # What notebooks pip-install; empty: the worker wheel this control plane serves.
+    worker_pip: str = Field("", alias="BATON_WORKER_PIP")
+    # Weekly GPU hours each platform allows, where the platform cannot be asked (JSON object).
+    platform_gpu_hours: dict[str, float] = Field({"kaggle": 30.0}, alias="BATON_PLATFORM_GPU_HOURS")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -75,3 +121,11 @@ class Settings(BaseSettings):
         if self.checkpoint_url:
             return self.checkpoint_url
         return (self.data_dir / "checkpoints").resolve().as_uri()
+
+    @property
+    def worker_checkpoint_url(self) -> str:
+        """The store a Grant names: workers reach gs:// through signed URLs unless disabled."""
+        url = self.resolved_checkpoint_url
+        if self.checkpoint_signed_urls and url.startswith("gs://"):
+            return SIGNED_PREFIX + url
+        return url

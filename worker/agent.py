@@ -10,15 +10,19 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from worker.checkpoints import CheckpointError, CheckpointRef, CheckpointStore, open_store
+from worker.checkpoints import CheckpointError, CheckpointRef, CheckpointStore
+from worker.checkpoints.signed import open_attempt_store
 from worker.client import ApiError, LeaseLost, Stopped, Unavailable, WorkerClient
+from worker.context import INPUTS_INDEX
+from worker.deadline import Session, SessionOptions, SessionWatch, open_session
+from worker.logship import LogShipper
 from worker.runner import JobFiles, JobProcess, Progress, contract_env
-from worker.system import describe_host
+from worker.tracking import wandb_env
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ class AgentConfig:
     cancel_grace: float = 2.0  # the same for a canceled job, which need not checkpoint
     max_jobs: int | None = None  # exit after this many jobs (tests, one-shot sessions)
     host_overrides: dict[str, Any] | None = None
+    session: SessionOptions = field(default_factory=SessionOptions)
 
 
 class _Shutdown(BaseException):
@@ -61,7 +66,7 @@ class Uploader(threading.Thread):
                 ref = self.store.upload(
                     experiment_id=str(self.experiment_id), attempt=self.attempt, step=step, source=directory
                 )
-            except Exception:  # noqa: BLE001 - keep the job running; the next checkpoint may succeed
+            except Exception:
                 log.exception("upload of checkpoint step %s failed", step)
                 continue
             shutil.rmtree(directory, ignore_errors=True)
@@ -92,7 +97,9 @@ class Attempt:
         self.stop_requested = threading.Event()
         self.done = threading.Event()
         self.reported_step: int | None = None
-        self.store = open_store(grant["checkpoint_url"])
+        self.store = open_attempt_store(
+            grant["checkpoint_url"], client=agent.client, lease_token=self.token
+        )
         self.uploader = Uploader(self.store, experiment_id=self.experiment_id, attempt=self.number)
         self.job: JobProcess | None = None
 
@@ -103,12 +110,15 @@ class Attempt:
         self.files.create()
         try:
             resume_step = self._download_resume_point()
+            self._download_inputs()
         except CheckpointError as exc:
             self._report("fail", reason=f"cannot resume: {exc}")
             return
         self.files.config.write_text(json.dumps(self.grant["config"]))
         self.job = self._spawn(resume_step)
         self.uploader.start()
+        shipper = LogShipper(self.agent.client, path=self.files.log, lease_token=self.token)
+        shipper.start()
         beat = threading.Thread(target=self._heartbeat_loop, name="baton-heartbeat", daemon=True)
         beat.start()
         try:
@@ -118,6 +128,7 @@ class Attempt:
         self._drain(self.job)
         final = self.uploader.finish()
         beat.join()
+        shipper.finish()  # before the final report: after it, the lease takes no more output
         self._conclude(exit_code, final)
         self._cleanup()
 
@@ -129,6 +140,18 @@ class Attempt:
         self.store.download(ref, self.files.resume)
         log.info("resuming from checkpoint %s (step %s)", ref.key, ref.step)
         return int(resume["step"])
+
+    def _download_inputs(self) -> None:
+        """Fetch each prerequisite's final checkpoint and describe them in inputs.json."""
+        entries = []
+        for item in self.grant.get("inputs") or []:
+            directory = None
+            if item.get("checkpoint"):
+                directory = self.files.inputs / str(item["experiment_id"])
+                self.store.download(CheckpointRef.from_key(item["checkpoint"]["key"]), directory)
+            entries.append({**item, "directory": str(directory) if directory else None})
+        self.files.inputs.mkdir(parents=True, exist_ok=True)
+        (self.files.inputs / INPUTS_INDEX).write_text(json.dumps(entries))
 
     def _spawn(self, resume_step: int | None) -> JobProcess:
         config = self.grant["config"]
@@ -147,7 +170,7 @@ class Attempt:
             attempt=self.number,
             resume_step=resume_step,
             deadline=self.agent.deadline,
-            extra=extra_env,
+            extra={**wandb_env(experiment_id=self.experiment_id), **extra_env},
         )
         return JobProcess(self.files, argv, env=env, cwd=cwd)
 
@@ -230,7 +253,7 @@ class Attempt:
         if self.canceled.is_set():
             self._report("release", reason="canceled", **fields)
         elif self.stop_requested.is_set() and (exit_code != 0 or self.progress.result is None):
-            self._report("release", reason="preempted", detail="worker stopping", **fields)
+            self._report("release", reason="preempted", detail=self.agent.stop_reason, **fields)
         elif exit_code == 0:
             self._report("complete", result=self.progress.result or {}, **fields)
         else:
@@ -248,7 +271,7 @@ class Attempt:
             log.error("gave up reporting %s for experiment %s", verb, self.experiment_id)
 
     def _cleanup(self) -> None:
-        for path in (self.files.checkpoints, self.files.resume):
+        for path in (self.files.checkpoints, self.files.resume, self.files.inputs):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -260,6 +283,8 @@ class Agent:
         # Set only on a second signal: stop retrying the final report and exit.
         self.give_up = threading.Event()
         self.deadline: float | None = None
+        self.session = Session()
+        self.stop_reason = "worker stopping"
         self.worker_id: int | None = None
         self._busy = False
 
@@ -271,8 +296,18 @@ class Agent:
         if not self._busy:
             raise _Shutdown
 
+    def _end_session(self, reason: str) -> None:
+        """The session ends soon: stop as on SIGTERM (checkpoint, upload, release), then exit."""
+        log.warning("%s: releasing work and exiting", reason)
+        self.stop_reason = reason
+        self.stopping.set()
+
     def register(self) -> int:
-        info = describe_host(name=self.config.name, overrides=self.config.host_overrides or {})
+        overrides = self.config.host_overrides or {}
+        info, self.session = open_session(
+            name=self.config.name, overrides=overrides, options=self.config.session
+        )
+        self.deadline = self.session.deadline
         reply = self.client.register(info, stop=self.stopping)
         self.worker_id = int(reply["id"])
         log.info("registered as worker %s (%s)", self.worker_id, info.get("platform"))
@@ -284,17 +319,23 @@ class Agent:
         jobs = 0
         try:
             worker_id = self.register()
+            SessionWatch(self.session, on_end=self._end_session, stopped=self.stopping).start()
             while not self.stopping.is_set():
                 if self.config.max_jobs is not None and jobs >= self.config.max_jobs:
                     break
+                if self.session.closing():  # no time left to finish or checkpoint new work
+                    break
                 grant = self._claim(worker_id)
                 if grant is None:
+                    if self.session.idle_too_long():  # a launched kernel should not idle on quota
+                        break
                     continue
                 self._busy = True
                 try:
                     Attempt(self, grant).run()
                 finally:
                     self._busy = False
+                    self.session.last_work = time.time()
                 jobs += 1
         except (_Shutdown, Stopped):
             pass
@@ -308,7 +349,8 @@ class Agent:
 
     def _claim(self, worker_id: int) -> dict[str, Any] | None:
         try:
-            return self.client.claim(worker_id, wait=self.config.claim_wait, stop=self.stopping)
+            wait = self.session.claim_wait(self.config.claim_wait)
+            return self.client.claim(worker_id, wait=wait, stop=self.stopping)
         except ApiError as exc:
             if exc.status == 404:  # the control plane forgot us (new database): register again
                 self.register()

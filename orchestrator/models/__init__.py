@@ -4,18 +4,31 @@ from orchestrator.models.experiment import (
     Attempt,
     AttemptOutcome,
     Experiment,
+    ExperimentDependency,
     ExperimentStatus,
     ExperimentTag,
 )
+from orchestrator.models.group import ExperimentGroup
+from orchestrator.models.launch import KaggleLaunch
+from orchestrator.models.logs import AttemptLog
+from orchestrator.models.metrics import MetricSample
+from orchestrator.models.usage import GpuUsage, PlatformQuota
 from orchestrator.models.user import RefreshToken, Role, User
 from orchestrator.models.worker import Worker, WorkerToken
 
 __all__ = [
     "Attempt",
+    "AttemptLog",
     "AttemptOutcome",
     "Experiment",
+    "ExperimentDependency",
+    "ExperimentGroup",
     "ExperimentStatus",
     "ExperimentTag",
+    "GpuUsage",
+    "KaggleLaunch",
+    "MetricSample",
+    "PlatformQuota",
     "RefreshToken",
     "Role",
     "User",

@@ -134,7 +134,9 @@ def cancel(session: Session, runtime: Runtime, experiment: Experiment, *, reason
 def notify(runtime: Runtime, *, experiment_id: int | None) -> None:
     from orchestrator.background import tasks
 
-    runtime.queue.enqueue(tasks.notify_experiment, experiment_id=experiment_id, retry=tasks.NOTIFY_RETRY)
+    runtime.queue.enqueue(
+        tasks.notify_experiment, experiment_id=experiment_id, retry=tasks.notify_retry(runtime.settings)
+    )
 
 
 def end_attempt(
