@@ -31,6 +31,10 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     parts = []
     for error in errors:
         loc = [str(p) for p in error.get("loc", ())]
+        if error.get("type") == "json_invalid":
+            # loc is ("body", <character offset>): the offset is not a field name.
+            parts.append(f"body: malformed JSON ({error.get('msg')} at character {loc[-1]})")
+            continue
         field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)
         parts.append(f"{field or 'body'}: {error.get('msg')}")
     return "; ".join(parts)

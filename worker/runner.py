@@ -122,8 +122,12 @@ class JobProcess:
         messages = []
         for line in lines:
             try:
-                messages.append(json.loads(line))
+                message = json.loads(line)
             except ValueError:
+                message = None
+            if isinstance(message, dict):
+                messages.append(message)
+            else:
                 log.warning("ignoring malformed progress line: %r", line[:200])
         return messages
 

@@ -79,6 +79,9 @@ def file_digest(path: Path) -> str:
 
 def build_manifest(ref: CheckpointRef, source: Path) -> dict[str, Any]:
     """Describe every regular file under ``source`` (relative path, size, sha256)."""
+    if (source / MANIFEST).exists():
+        # The store writes its own manifest there; the job's file would be overwritten.
+        raise CheckpointError(f"a checkpoint may not contain a top-level {MANIFEST} (reserved)")
     files = [
         {"path": p.relative_to(source).as_posix(), "size": p.stat().st_size, "sha256": file_digest(p)}
         for p in sorted(source.rglob("*"))

@@ -1,0 +1,1 @@
+"""Pure-logic unit tests: no Redis, no database, no server."""
