@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from redis import Redis
 from rq import Queue
@@ -11,6 +12,7 @@ from sqlalchemy import Engine
 from orchestrator.db import make_engine
 from orchestrator.dispatch import Dispatcher
 from orchestrator.settings import Settings
+from worker.checkpoints import CheckpointStore, open_store
 
 
 class RedisNotConfigured(RuntimeError):
@@ -46,6 +48,11 @@ class Runtime:
     @property
     def queue(self) -> Queue:
         return Queue(self.settings.rq_queue, connection=self.redis)
+
+    @cached_property
+    def checkpoints(self) -> CheckpointStore:
+        """The checkpoint store, opened on first use (only some processes need a GCS client)."""
+        return open_store(self.settings.resolved_checkpoint_url)
 
     def close(self) -> None:
         self.engine.dispose()

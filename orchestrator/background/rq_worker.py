@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+from multiprocessing.process import BaseProcess
 
 from redis import Redis
 from rq import SimpleWorker
 from rq.cron import CronScheduler
 
-from orchestrator.background import tasks
+from orchestrator.background import platforms, tasks
+from orchestrator.platforms import kaggle
 from orchestrator.runtime import connect_redis
 from orchestrator.settings import Settings
 
@@ -23,12 +25,25 @@ def run_cron(settings: Settings) -> None:
     scheduler.register(
         tasks.reconcile_queues, queue_name=settings.rq_queue, interval=settings.reconcile_seconds, result_ttl=60
     )
+    scheduler.register(
+        tasks.apply_retention,
+        queue_name=settings.rq_queue,
+        interval=settings.retention_seconds,
+        result_ttl=600,
+    )
+    if kaggle.enabled(settings):
+        scheduler.register(
+            platforms.rotate_kaggle,
+            queue_name=settings.rq_queue,
+            interval=settings.kaggle_rotation_seconds,
+            result_ttl=600,
+        )
     scheduler.start()
 
 
 def run_worker(settings: Settings, *, burst: bool = False, with_cron: bool = True) -> None:
     redis: Redis = connect_redis(settings.redis_url)
-    cron: multiprocessing.Process | None = None
+    cron: BaseProcess | None = None
     if with_cron and not burst:
         cron = multiprocessing.get_context("spawn").Process(target=run_cron, args=(settings,), daemon=True)
         cron.start()

@@ -22,7 +22,7 @@ from orchestrator.models import Attempt, AttemptOutcome, Experiment, ExperimentS
 from orchestrator.models.types import utcnow
 from orchestrator.models.worker import WorkerRegister
 from orchestrator.runtime import Runtime
-from orchestrator.services import lifecycle
+from orchestrator.services import dependencies, lifecycle, metric_history, retention, usage
 
 LOG_TAIL_LIMIT = 64 * 1024
 
@@ -76,6 +76,16 @@ class ResumePoint(BaseModel):
     step: int
 
 
+class Input(BaseModel):
+    """A prerequisite (depends_on) whose final checkpoint and result the job may read."""
+
+    experiment_id: int
+    name: str
+    kind: str
+    checkpoint: ResumePoint | None
+    result: dict[str, Any] | None
+
+
 class Grant(BaseModel):
     """What a worker needs to run one attempt."""
 
@@ -87,6 +97,7 @@ class Grant(BaseModel):
     entrypoint: str | None
     config: dict[str, Any]
     resume: ResumePoint | None
+    inputs: list[Input] = Field(default_factory=list)
     checkpoint_url: str
     heartbeat_seconds: float
     lease_seconds: float
@@ -128,6 +139,9 @@ def claim_once(runtime: Runtime, *, token: WorkerToken, worker_id: int) -> Grant
         worker.last_seen_at = utcnow()
         session.add(worker)
         me = _Identity(worker_id=worker_id, capability=capability_of(worker))
+        draining = worker.draining
+    if draining:  # finishes what it runs, takes nothing new: the claim waits, then 204
+        return None
     lease_ms = int(runtime.settings.lease_seconds * 1000)
     # A ready entry can be stale (canceled meanwhile, or re-added by reconcile): skip those.
     for _ in range(100):
@@ -186,12 +200,18 @@ def _bind(session: Session, runtime: Runtime, me: _Identity, experiment_id: int,
         resumed_from_step=experiment.checkpoint_step,
     )
     session.add_all([experiment, attempt])
-    resume = (
-        ResumePoint(key=experiment.checkpoint_key, step=experiment.checkpoint_step)
-        if experiment.checkpoint_key is not None and experiment.checkpoint_step is not None
-        else None
-    )
+    resume = _resume_point(experiment)
     settings = runtime.settings
+    inputs = [
+        Input(
+            experiment_id=p.id or 0,
+            name=p.name,
+            kind=p.kind,
+            checkpoint=_resume_point(p),
+            result=p.result,
+        )
+        for p in dependencies.prerequisites(session, experiment_id)
+    ]
     return Grant(
         experiment_id=experiment_id,
         name=experiment.name,
@@ -201,10 +221,17 @@ def _bind(session: Session, runtime: Runtime, me: _Identity, experiment_id: int,
         entrypoint=get_kind(experiment.kind).entrypoint,
         config=experiment.config,
         resume=resume,
-        checkpoint_url=settings.resolved_checkpoint_url,
+        inputs=inputs,
+        checkpoint_url=settings.worker_checkpoint_url,
         heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,
     )
+
+
+def _resume_point(experiment: Experiment) -> ResumePoint | None:
+    if experiment.checkpoint_key is None or experiment.checkpoint_step is None:
+        return None
+    return ResumePoint(key=experiment.checkpoint_key, step=experiment.checkpoint_step)
 
 
 def _current(session: Session, *, token: WorkerToken, lease_token: str) -> tuple[Experiment, Attempt]:
@@ -228,7 +255,14 @@ def _current(session: Session, *, token: WorkerToken, lease_token: str) -> tuple
     return experiment, attempt
 
 
-def _apply_report(experiment: Experiment, attempt: Attempt, report: LeaseReport) -> None:
+def _apply_report(
+    session: Session,
+    runtime: Runtime,
+    experiment: Experiment,
+    attempt: Attempt,
+    report: LeaseReport,
+) -> None:
+    usage.record_busy(session, attempt=attempt)  # GPU time since the last report
     attempt.heartbeat_at = utcnow()
     if report.progress_step is not None:
         attempt.progress_step = report.progress_step
@@ -238,6 +272,8 @@ def _apply_report(experiment: Experiment, attempt: Attempt, report: LeaseReport)
         attempt.metrics = {**attempt.metrics, **report.metrics}
     checkpoint = report.checkpoint
     if checkpoint is not None:
+        if checkpoint.step != attempt.last_checkpoint_step:
+            retention.request(session, runtime)  # a new checkpoint may push the bucket over budget
         attempt.last_checkpoint_step = checkpoint.step
         if experiment.checkpoint_step is None or checkpoint.step >= experiment.checkpoint_step:
             experiment.checkpoint_key = checkpoint.key
@@ -246,8 +282,9 @@ def _apply_report(experiment: Experiment, attempt: Attempt, report: LeaseReport)
 
 def heartbeat(session: Session, runtime: Runtime, *, token: WorkerToken, data: HeartbeatIn) -> HeartbeatOut:
     experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
-    _apply_report(experiment, attempt, data)
+    _apply_report(session, runtime, experiment, attempt, data)
     session.add_all([experiment, attempt])
+    metric_history.record(session, attempt, step=data.progress_step, values=data.metrics)
     lease_ms = int(runtime.settings.lease_seconds * 1000)
     experiment_id, lease_token = attempt.experiment_id, attempt.lease_token
     worker_id = attempt.worker_id or 0
@@ -264,7 +301,7 @@ def heartbeat(session: Session, runtime: Runtime, *, token: WorkerToken, data: H
 def complete(session: Session, runtime: Runtime, *, token: WorkerToken, data: CompleteIn) -> Experiment:
     """Exactly once: only the open attempt's token can complete, and completing closes it."""
     experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
-    _apply_report(experiment, attempt, data)
+    _apply_report(session, runtime, experiment, attempt, data)
     if experiment.status == ExperimentStatus.running:
         experiment.result = data.result
     lifecycle.end_attempt(
@@ -275,7 +312,7 @@ def complete(session: Session, runtime: Runtime, *, token: WorkerToken, data: Co
 
 def fail(session: Session, runtime: Runtime, *, token: WorkerToken, data: FailIn) -> Experiment:
     experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
-    _apply_report(experiment, attempt, data)
+    _apply_report(session, runtime, experiment, attempt, data)
     lifecycle.end_attempt(
         session,
         runtime,
@@ -292,7 +329,7 @@ def fail(session: Session, runtime: Runtime, *, token: WorkerToken, data: FailIn
 def release(session: Session, runtime: Runtime, *, token: WorkerToken, data: ReleaseIn) -> Experiment:
     """Give the lease back without an error: preempted work is requeued and resumes."""
     experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
-    _apply_report(experiment, attempt, data)
+    _apply_report(session, runtime, experiment, attempt, data)
     outcome = AttemptOutcome.canceled if experiment.cancel_requested else AttemptOutcome.preempted
     lifecycle.end_attempt(
         session,

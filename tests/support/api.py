@@ -32,13 +32,20 @@ def make_settings(*, database_url: str, redis_url: str, data_dir: Path, **overri
     return Settings(**values)
 
 
-def create_user(settings: Settings, email: str, password: str = "password123", *, admin: bool = False) -> int:
+def create_user(
+    settings: Settings,
+    email: str,
+    password: str = "password123",
+    *,
+    admin: bool = False,
+    notify_email: bool = True,
+) -> int:
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     with Session(engine) as session:
-        user = accounts.create_user(
-            session, data=UserCreate(email=email, password=password, role=Role.admin if admin else Role.user)
-        )
+        role = Role.admin if admin else Role.user
+        data = UserCreate(email=email, password=password, role=role, notify_email=notify_email)
+        user = accounts.create_user(session, data=data)
         commit(session)
         assert user.id is not None
         user_id = user.id

@@ -133,13 +133,16 @@ class Stack:
     def start_rq_worker(self) -> Proc:
         return self._spawn("rq-worker", [sys.executable, "-m", "orchestrator", "rq-worker"])
 
-    def start_worker(self, name: str, token: str, *extra: str) -> Proc:
+    def start_worker(
+        self, name: str, token: str, *extra: str, env: dict[str, str] | None = None
+    ) -> Proc:
         return self._spawn(
             name,
             [
                 sys.executable, "-m", "worker", "--api", self.url, "--token", token, "--name", name,
                 "--work-dir", str(self.root / name), "--claim-wait", "5", "--kill-grace", "10", *extra,
             ],
+            env=env,
         )
 
     def close(self) -> None:

@@ -1,0 +1,56 @@
+"""The worker API for checkpoints in a bucket: signed URLs for the open attempt's lease."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from orchestrator.db import commit
+from orchestrator.services import checkpoint_urls
+from orchestrator.services.checkpoint_urls import (
+    DownloadPlan,
+    DownloadUrlsIn,
+    LeaseScope,
+    Listing,
+    Signer,
+    UploadPlan,
+    UploadUrlsIn,
+)
+from orchestrator.services.leases import LeaseRequest
+
+from .deps import CurrentWorkerToken, RuntimeDep, SessionDep
+
+router = APIRouter(prefix="/api/v1/leases", tags=["workers"])
+
+
+def _scope(session: SessionDep, token: CurrentWorkerToken, lease_token: str) -> LeaseScope:
+    scope = checkpoint_urls.lease_scope(session, token=token, lease_token=lease_token)
+    # End the transaction (on SQLite, the write lock) before the bucket round trips.
+    commit(session)
+    return scope
+
+
+@router.post("/checkpoint-urls", response_model=UploadPlan)
+def upload_urls(
+    data: UploadUrlsIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+) -> UploadPlan:
+    """URLs for one checkpoint's files and its manifest (to be PUT last)."""
+    signer = Signer.of(runtime)
+    return signer.upload_plan(_scope(session, token, data.lease_token), data)
+
+
+@router.post("/checkpoint-download", response_model=DownloadPlan)
+def download_urls(
+    data: DownloadUrlsIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+) -> DownloadPlan:
+    """GET URLs for a complete checkpoint of this experiment or of one of its prerequisites."""
+    signer = Signer.of(runtime)
+    return signer.download_plan(_scope(session, token, data.lease_token), key=data.key)
+
+
+@router.post("/checkpoint-list", response_model=Listing)
+def list_checkpoints(
+    data: LeaseRequest, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+) -> Listing:
+    """The complete checkpoints of this lease's experiment, with their sizes."""
+    signer = Signer.of(runtime)
+    return signer.listing(_scope(session, token, data.lease_token))

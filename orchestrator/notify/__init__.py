@@ -1,0 +1,1 @@
+"""Email notifications: composed from templates, sent over SMTP by RQ jobs with retries."""
