@@ -13,9 +13,9 @@ from baton_client import cli as user_commands
 from orchestrator.db import commit, make_engine
 from orchestrator.errors import BatonError
 from orchestrator.migrate import upgrade
-from orchestrator.platforms import cli as platform_commands
 from orchestrator.models import Role
 from orchestrator.models.user import UserCreate
+from orchestrator.platforms import cli as platform_commands
 from orchestrator.services import accounts
 from orchestrator.settings import Settings
 

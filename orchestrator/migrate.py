@@ -29,13 +29,13 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def head_revision(engine: Engine) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+def head_revisions(engine: Engine) -> set[str]:
+    return set(ScriptDirectory.from_config(alembic_config(engine)).get_heads())
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revisions(engine: Engine) -> set[str]:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return set(MigrationContext.configure(conn).get_current_heads())
 
 
 def upgrade(engine: Engine) -> None:
@@ -44,21 +44,22 @@ def upgrade(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": PG_MIGRATION_LOCK})
             try:
-                command.upgrade(alembic_config(engine), "head")
+                command.upgrade(alembic_config(engine), "heads")
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_MIGRATION_LOCK})
                 conn.commit()
         return
-    command.upgrade(alembic_config(engine), "head")
+    command.upgrade(alembic_config(engine), "heads")
 
 
 def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
     if auto_migrate:
         upgrade(engine)
         return
-    current, head = current_revision(engine), head_revision(engine)
-    if current != head:
+    current, heads = current_revisions(engine), head_revisions(engine)
+    if current != heads:
         raise SchemaOutOfDate(
-            f"database schema is at revision {current or 'none'} but this Baton needs {head}: "
+            f"database schema is at revision {', '.join(sorted(current)) or 'none'} but this Baton "
+            f"needs {', '.join(sorted(heads))}: "
             "run `baton db upgrade` (or set BATON_AUTO_MIGRATE=true)"
         )

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from worker.agent import Agent, AgentConfig
+from worker.deadline import add_session_arguments, session_options
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,6 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     host.add_argument("--gpu-name", default=None)
     host.add_argument("--gpu-count", type=int, default=None)
     host.add_argument("--gpu-memory-mb", type=int, default=None)
+    add_session_arguments(parser, env)
     host.add_argument("--log-level", default=env.get("BATON_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if not args.api:
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         claim_wait=args.claim_wait,
         kill_grace=args.kill_grace,
         max_jobs=args.max_jobs,
+        session=session_options(args),
         host_overrides={
             "platform": args.platform,
             "gpu_name": args.gpu_name,

@@ -134,9 +134,8 @@ def cancel(session: Session, runtime: Runtime, experiment: Experiment, *, reason
 def notify(runtime: Runtime, *, experiment_id: int | None) -> None:
     from orchestrator.background import tasks
 
-    runtime.queue.enqueue(
-        tasks.notify_experiment, experiment_id=experiment_id, retry=tasks.notify_retry(runtime.settings)
-    )
+    retry = tasks.notify_retry(runtime.settings)
+    runtime.queue.enqueue(tasks.notify_experiment, experiment_id=experiment_id, retry=retry)
 
 
 def end_attempt(

@@ -1,0 +1,91 @@
+"""`baton bootstrap PLATFORM` and `baton kaggle launch`, registered by orchestrator/cli.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.db import make_engine
+from orchestrator.migrate import upgrade
+from orchestrator.platforms import bootstrap as bootstrap_
+from orchestrator.platforms import kaggle, rotation
+from orchestrator.settings import Settings
+
+kaggle_app = typer.Typer(help="Kaggle worker kernels.", no_args_is_help=True)
+
+ApiOption = Annotated[
+    str | None,
+    typer.Option("--api", help="control plane URL the worker calls (default BATON_PUBLIC_URL)"),
+]
+
+
+def _settings(api: str | None) -> Settings:
+    from orchestrator.cli import _settings as settings_or_exit
+
+    settings = settings_or_exit()
+    return settings.model_copy(update={"public_url": api}) if api else settings
+
+
+def bootstrap(
+    platform: Annotated[str, typer.Argument(help=", ".join(bootstrap_.TARGETS))],
+    api: ApiOption = None,
+    ipynb: Annotated[Path | None, typer.Option(help="also write a notebook (.ipynb) here")] = None,
+) -> None:
+    """Print a ready-to-paste cell (a script for `shell`) that starts a worker on PLATFORM."""
+    if platform not in bootstrap_.TARGETS:
+        typer.echo(
+            f"error: unknown platform {platform!r}: {', '.join(bootstrap_.TARGETS)}", err=True
+        )
+        raise typer.Exit(2)
+    settings = _settings(api)
+    result = bootstrap_.render(
+        platform, api_url=settings.public_url, pip=rotation.worker_pip(settings)
+    )
+    typer.echo(result.script or result.cell, nl=False)
+    typer.echo(f"# token: {result.secret_name} from {result.secret_store}", err=True)
+    if result.terms:
+        typer.echo(f"# terms: {result.terms}", err=True)
+    if ipynb is not None:
+        ipynb.write_text(json.dumps(bootstrap_.notebook(result), indent=1) + "\n")
+        typer.echo(f"# wrote {ipynb}", err=True)
+
+
+@kaggle_app.command("launch")
+def kaggle_launch(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would be pushed")] = False,
+    api: ApiOption = None,
+) -> None:
+    """Push a Kaggle kernel that runs a worker now (the rotation does this on its own)."""
+    settings = _settings(api)
+    if dry_run:
+        shown = settings.kaggle_username or "KAGGLE_USERNAME"
+        files = rotation.kernel_folder_files(
+            settings.model_copy(update={"kaggle_username": shown}),
+            timeout=int(settings.kaggle_session_hours * 3600),
+        )
+        for name, text in files.items():
+            typer.echo(f"==> {name} <==\n{text}")
+        return
+    if not kaggle.enabled(settings):
+        typer.echo("error: set BATON_KAGGLE_USERNAME and BATON_KAGGLE_KEY first", err=True)
+        raise typer.Exit(2)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    gateway = kaggle.KaggleGateway.from_settings(settings)
+    try:
+        quota = gateway.quota()
+    except kaggle.KaggleError as exc:
+        typer.echo(f"error: cannot read the Kaggle quota: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if quota.remaining_seconds < settings.kaggle_min_quota_hours * 3600:
+        typer.echo(
+            f"error: {quota.remaining_seconds / 3600:.1f} GPU hours left this week", err=True
+        )
+        raise typer.Exit(1)
+    result = rotation.launch(engine, settings, gateway, quota=quota, experiment_ids=[])
+    typer.echo(f"{result.decision} (launch {result.launch_id})")
+    if result.decision != "launched":
+        raise typer.Exit(1)

@@ -1,0 +1,221 @@
+"""Known session ends: a platform's session limit counted from the session's start, an explicit
+deadline, or an EC2 spot interruption notice.
+
+``margin`` seconds before the deadline (or at once on a spot notice) the agent stops claiming
+work, asks the running job to checkpoint, uploads, releases the lease as ``preempted`` and
+exits, so the next worker resumes with nothing lost (worker/agent.py does that part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.platforms import Detected, Probe, detect
+from worker.platforms.ec2 import SpotNotice
+from worker.system import describe_host
+
+log = logging.getLogger(__name__)
+
+# Free-tier session limits, in hours; override with --session-hours or --deadline.
+SESSION_HOURS: dict[str, float] = {
+    "kaggle": 9.0,  # GPU sessions end after 9 to 12 h: plan for the early end
+    "colab": 12.0,
+    "paperspace": 6.0,  # free machines
+    "studiolab": 4.0,  # GPU runtime
+}
+DEFAULT_MARGIN_SECONDS = 600.0
+DEFAULT_SPOT_POLL_SECONDS = 5.0  # what AWS suggests; the notice comes about 2 minutes ahead
+TICK_SECONDS = 0.5
+
+
+def parse_when(text: str) -> float:
+    """Unix time from ``1767225600`` or ISO 8601 (``2026-01-01T00:00:00Z``; naive means UTC)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def iso(moment: float | None) -> str | None:
+    return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    deadline: float | None = None  # wins over everything else
+    session_start: float | None = None  # instead of the detected start
+    session_hours: float | None = None  # instead of the platform's default limit
+    checkpoint_margin: float = DEFAULT_MARGIN_SECONDS
+    imds_url: str | None = None
+    spot_poll_seconds: float = DEFAULT_SPOT_POLL_SECONDS
+    idle_exit: float | None = None  # exit after this long without work
+
+
+def add_session_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    group = parser.add_argument_group("session end (from the platform's limit when omitted)")
+    group.add_argument(
+        "--deadline",
+        type=parse_when,
+        default=env.get("BATON_DEADLINE"),
+        help="when this session ends: ISO 8601 or Unix time (env BATON_DEADLINE)",
+    )
+    group.add_argument(
+        "--session-start",
+        type=parse_when,
+        default=env.get("BATON_SESSION_START"),
+        help="when this session began, if not when PID 1 started (env BATON_SESSION_START)",
+    )
+    group.add_argument(
+        "--session-hours",
+        type=float,
+        default=env.get("BATON_SESSION_HOURS"),
+        help="session limit instead of the platform's default "
+        + ", ".join(f"{k} {v:g} h" for k, v in SESSION_HOURS.items()),
+    )
+    group.add_argument(
+        "--checkpoint-margin",
+        type=float,
+        default=env.get("BATON_CHECKPOINT_MARGIN", DEFAULT_MARGIN_SECONDS),
+        help="seconds before the deadline to stop claiming and checkpoint the running job",
+    )
+    group.add_argument(
+        "--idle-exit",
+        type=float,
+        default=env.get("BATON_IDLE_EXIT"),
+        help="exit after this many seconds without work (a launched session stops spending quota)",
+    )
+    group.add_argument("--imds-url", default=None, help="EC2 instance metadata service URL")
+    group.add_argument(
+        "--spot-poll",
+        type=float,
+        default=DEFAULT_SPOT_POLL_SECONDS,
+        help="seconds between spot notice checks",
+    )
+
+
+def session_options(args: argparse.Namespace) -> SessionOptions:
+    return SessionOptions(
+        deadline=args.deadline,
+        session_start=args.session_start,
+        session_hours=args.session_hours,
+        checkpoint_margin=args.checkpoint_margin,
+        imds_url=args.imds_url,
+        spot_poll_seconds=args.spot_poll,
+        idle_exit=args.idle_exit,
+    )
+
+
+@dataclass
+class Session:
+    platform: str = "local"
+    started_at: float | None = None
+    deadline: float | None = None
+    margin: float = DEFAULT_MARGIN_SECONDS
+    spot: SpotNotice | None = None
+    spot_poll_seconds: float = DEFAULT_SPOT_POLL_SECONDS
+    idle_exit: float | None = None
+    last_work: float = field(default_factory=time.time)  # the agent moves it after each job
+
+    @property
+    def stop_at(self) -> float | None:
+        """From here on, work could not reach a checkpoint before the deadline."""
+        return None if self.deadline is None else self.deadline - self.margin
+
+    def closing(self, now: float | None = None) -> bool:
+        stop_at = self.stop_at
+        return stop_at is not None and (time.time() if now is None else now) >= stop_at
+
+    def claim_wait(self, wait: float) -> float:
+        """A long-poll that ends by ``stop_at``: a claim answered later could not be finished."""
+        stop_at = self.stop_at
+        return wait if stop_at is None else max(0.0, min(wait, stop_at - time.time()))
+
+    def idle_too_long(self) -> bool:
+        return self.idle_exit is not None and time.time() - self.last_work >= self.idle_exit
+
+    def registration(self) -> dict[str, Any]:
+        return {"session_started_at": iso(self.started_at), "session_deadline": iso(self.deadline)}
+
+
+def plan(*, platform: str, detected: Detected, imds_url: str, options: SessionOptions) -> Session:
+    started = options.session_start
+    if started is None:
+        started = detected.session_started_at
+    hours = options.session_hours
+    if hours is None:
+        hours = SESSION_HOURS.get(platform)
+    deadline = options.deadline
+    if deadline is None and hours is not None and started is not None:
+        deadline = started + hours * 3600
+    session = Session(
+        platform=platform,
+        started_at=started,
+        deadline=deadline,
+        margin=options.checkpoint_margin,
+        spot=SpotNotice(imds_url) if detected.spot else None,
+        spot_poll_seconds=options.spot_poll_seconds,
+        idle_exit=options.idle_exit,
+    )
+    if session.closing():
+        log.warning(
+            "the session deadline %s is less than %.0fs away (session start %s): no work will be "
+            "claimed; set --deadline, --session-start or --session-hours if that is wrong",
+            iso(deadline),
+            session.margin,
+            iso(started),
+        )
+    return session
+
+
+def open_session(
+    *, name: str, overrides: dict[str, Any], options: SessionOptions
+) -> tuple[dict[str, Any], Session]:
+    """Detect the platform once: the registration payload and this session's deadline plan."""
+    probe = Probe.here(imds_url=options.imds_url)
+    detected = detect(probe)
+    info = describe_host(name=name, overrides=overrides, probe=probe, detected=detected)
+    session = plan(
+        platform=info["platform"], detected=detected, imds_url=probe.imds_url, options=options
+    )
+    info.update(session.registration())
+    return info, session
+
+
+class SessionWatch(threading.Thread):
+    """Calls ``on_end(reason)`` once: at ``deadline - margin``, or when a spot notice appears."""
+
+    def __init__(
+        self, session: Session, *, on_end: Callable[[str], None], stopped: threading.Event
+    ) -> None:
+        super().__init__(name="baton-session-watch", daemon=True)
+        self.session = session
+        self._on_end = on_end
+        self._stopped = stopped
+
+    def run(self) -> None:
+        next_poll = 0.0
+        while not self._stopped.wait(TICK_SECONDS):
+            now = time.time()
+            reason = None
+            if self.session.closing(now):
+                reason = (
+                    f"session deadline {iso(self.session.deadline)} is "
+                    f"{(self.session.deadline or now) - now:.0f}s away"
+                )
+            elif self.session.spot is not None and now >= next_poll:
+                next_poll = now + self.session.spot_poll_seconds
+                action = self.session.spot.check()
+                if action is not None:
+                    reason = f"EC2 spot interruption notice: {action.action} at {action.time}"
+            if reason is not None:
+                self._on_end(reason)
+                return
