@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator import metrics, web
 from orchestrator.api import admin, auth, checkpoints, experiments, groups, logs, platforms, workers
@@ -45,6 +47,30 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     error = Invalid(_validation_message(errors), errors=errors)
     return JSONResponse({"detail": error.message, "code": error.code, "errors": errors}, status_code=422)
+
+
+class LimitBody:
+    """413 for a declared body over MAX_BODY_BYTES.
+
+    Plain ASGI on purpose: behind a BaseHTTPMiddleware (``@app.middleware("http")``),
+    ``request.is_disconnected()`` never turns true, so a long-polling claim whose worker hung
+    up would still take an experiment and lose it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+                response = JSONResponse(
+                    {"detail": f"request body over {MAX_BODY_BYTES} bytes", "code": "too_large"},
+                    status_code=413,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -82,14 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handler(app)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return JSONResponse(
-                {"detail": f"request body over {MAX_BODY_BYTES} bytes", "code": "too_large"}, status_code=413
-            )
-        return await call_next(request)
+    app.add_middleware(LimitBody)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,9 +44,29 @@ def _sqlite_write_locking(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    # Threads of this process queue on a Lock, which passes to the next waiter the moment it
+    # is released. Left to SQLite's busy handler, waiters sleep 1, 2, 5 ... up to 100 ms
+    # between tries, so the write lock often sits free while all of them sleep. Other
+    # processes (rq-worker, a second API) still meet at BEGIN IMMEDIATE as before.
+    writer = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not writer.acquire(timeout=30):
+            raise TimeoutError("waited 30 s for this process's SQLite writer lock")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writer.release()
+            raise
+        conn.info["baton_writer"] = True
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _on_end(conn: Any) -> None:
+        # A failed COMMIT is followed by a ROLLBACK: release once per BEGIN.
+        if conn.info.pop("baton_writer", False):
+            writer.release()
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 ANNOUNCE_SECONDS = 1.0
 TTL_MS = 5_000
+# An instance silent for longer than this is taken for dead (a few missed announcements).
+FRESH_MS = 2_500
 
 
 class Presence(threading.Thread):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +17,7 @@ from orchestrator.runtime import Runtime
 from orchestrator.security import decode_token, hash_worker_token, looks_like_worker_token
 
 _bearer = HTTPBearer(auto_error=False)
+TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -81,8 +83,12 @@ def get_worker_token(session: SessionDep, credentials: BearerDep) -> WorkerToken
     ).one_or_none()
     if row is None or row.revoked_at is not None:
         raise NotAuthenticated("worker token unknown or revoked")
-    row.last_used_at = utcnow()
-    session.add(row)
+    now = utcnow()
+    # Every worker of a token shares this row: writing it on each call serialises them all
+    # (one row lock on Postgres, the one write lock on SQLite). Minute precision is plenty.
+    if row.last_used_at is None or now - row.last_used_at > TOKEN_TOUCH_INTERVAL:
+        row.last_used_at = now
+        session.add(row)
     _end_read(session)
     return row
 

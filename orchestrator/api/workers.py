@@ -60,11 +60,15 @@ async def claim(
     deadline = time.monotonic() + min(wait, runtime.settings.claim_wait_seconds)
     while True:
         signal = wakeup.current()
+        # A worker that hung up (agent stopped, notebook gone) must not take work: its grant
+        # would be lost, and the experiment would wait a whole lease and count an attempt.
+        if await request.is_disconnected():
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
         grant = await run_in_threadpool(leases.claim_once, runtime, token=token, worker_id=worker_id)
         if grant is not None:
             return grant
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or await request.is_disconnected():
+        if remaining <= 0:
             return Response(status_code=status.HTTP_204_NO_CONTENT)
         await wakeup.wait(signal, timeout=min(remaining, CLAIM_POLL_SECONDS))
 

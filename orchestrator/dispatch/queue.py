@@ -156,16 +156,25 @@ class Dispatcher:
     # --- control-plane presence -----------------------------------------------------------
 
     def mark_api_alive(self, *, instance: str, started_ms: int, ttl_ms: int) -> None:
-        self.redis.set(API_ALIVE + instance, started_ms, px=ttl_ms)
+        self.redis.set(API_ALIVE + instance, f"{started_ms}:{now_ms()}", px=ttl_ms)
 
-    def api_up_since(self) -> int | None:
+    def api_up_since(self, *, fresh_ms: int) -> int | None:
         """Start time of the longest-running live API instance, or None if none is up.
 
+        An instance counts as live only if it announced itself within ``fresh_ms``: a killed
+        API's key outlives it by its TTL, and must not vouch for heartbeats nobody received.
         The reaper gives a worker a full lease after the API came back, so an API outage
         never turns into lost jobs: workers could not heartbeat while nothing listened.
         """
         keys = list(self.redis.scan_iter(match=API_ALIVE + "*", count=100))
         if not keys:
             return None
-        values = _ids(v for v in cast(list[bytes | None], self.redis.mget(keys)) if v is not None)
-        return min(values) if values else None
+        now = now_ms()
+        starts = []
+        for raw in cast(list[bytes | None], self.redis.mget(keys)):
+            if raw is None:
+                continue
+            started, _, announced = raw.decode().partition(":")
+            if announced and now - int(announced) <= fresh_ms:
+                starts.append(int(started))
+        return min(starts) if starts else None

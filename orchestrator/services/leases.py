@@ -8,6 +8,7 @@ own copy of the leases.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -25,6 +26,7 @@ from orchestrator.runtime import Runtime
 from orchestrator.services import dependencies, lifecycle, metric_history, retention, usage
 
 LOG_TAIL_LIMIT = 64 * 1024
+SEEN_TOUCH_INTERVAL = timedelta(seconds=5)
 
 
 class CheckpointReport(BaseModel):
@@ -136,8 +138,11 @@ def claim_once(runtime: Runtime, *, token: WorkerToken, worker_id: int) -> Grant
     """Take the best ready experiment for this worker, or None. Runs in its own transaction."""
     with session_scope(runtime.engine) as session:
         worker = owned_worker(session, token=token, worker_id=worker_id)
-        worker.last_seen_at = utcnow()
-        session.add(worker)
+        now = utcnow()
+        # Not on every poll: a wake-up runs this in every waiting claim at once.
+        if now - worker.last_seen_at > SEEN_TOUCH_INTERVAL:
+            worker.last_seen_at = now
+            session.add(worker)
         me = _Identity(worker_id=worker_id, capability=capability_of(worker))
         draining = worker.draining
     if draining:  # finishes what it runs, takes nothing new: the claim waits, then 204

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from sqlmodel import col, select
 
 from orchestrator.db import after_commit, session_scope
 from orchestrator.dispatch.queue import now_ms
 from orchestrator.models import Attempt, AttemptOutcome, Experiment, ExperimentStatus
+from orchestrator.presence import FRESH_MS
 from orchestrator.runtime import Runtime
 from orchestrator.services import lifecycle
 
@@ -23,7 +25,7 @@ def _ms(dt: object) -> int:
 
 def reap(runtime: Runtime) -> int:
     """Mark attempts whose lease expired as lost; returns how many."""
-    up_since = runtime.dispatcher.api_up_since()
+    up_since = runtime.dispatcher.api_up_since(fresh_ms=FRESH_MS)
     if up_since is None:
         log.info("reaper: no API instance is up, so workers cannot heartbeat; not reaping")
         return 0
@@ -48,8 +50,12 @@ def reap(runtime: Runtime) -> int:
                 expires = last_sign + lease_ms
                 after_commit(
                     session,
-                    lambda: runtime.dispatcher.extend(
-                        experiment_id=experiment_id, token=token, worker_id=worker_id, expires_ms=expires
+                    partial(
+                        runtime.dispatcher.extend,
+                        experiment_id=experiment_id,
+                        token=token,
+                        worker_id=worker_id,
+                        expires_ms=expires,
                     ),
                 )
                 continue
