@@ -46,7 +46,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, RequestValidationError)
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     error = Invalid(_validation_message(errors), errors=errors)
-    return JSONResponse({"detail": error.message, "code": error.code, "errors": errors}, status_code=422)
+    return JSONResponse(
+        {"detail": error.message, "code": error.code, "errors": errors}, status_code=422
+    )
 
 
 class LimitBody:

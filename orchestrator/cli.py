@@ -19,7 +19,9 @@ from orchestrator.platforms import cli as platform_commands
 from orchestrator.services import accounts
 from orchestrator.settings import Settings
 
-app = typer.Typer(help="Baton: one job queue over the free GPU tiers you already have.", no_args_is_help=True)
+app = typer.Typer(
+    help="Baton: one job queue over the free GPU tiers you already have.", no_args_is_help=True
+)
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Manage worker tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
@@ -55,7 +57,9 @@ def serve(
 
     settings = _settings()
     _logging()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5
+    )
 
 
 @app.command("rq-worker")
@@ -76,7 +80,8 @@ def up(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     workers: Annotated[int, typer.Option(help="local worker agents to start")] = 2,
     demo: Annotated[
-        bool, typer.Option(help="submit the demo job, kill its worker mid-run, watch another resume it")
+        bool,
+        typer.Option(help="submit the demo job, kill its worker mid-run, watch another resume it"),
     ] = False,
     exit_after_demo: Annotated[bool, typer.Option(help="shut down once the demo finished")] = False,
 ) -> None:
@@ -84,13 +89,19 @@ def up(
     from orchestrator.local import run_local
 
     _logging("WARNING")
-    sys.exit(run_local(_settings(), port=port, workers=workers, demo=demo, exit_after_demo=exit_after_demo))
+    sys.exit(
+        run_local(
+            _settings(), port=port, workers=workers, demo=demo, exit_after_demo=exit_after_demo
+        )
+    )
 
 
 @users_app.command("create")
 def users_create(
     email: Annotated[str, typer.Option(help="login email")],
-    password: Annotated[str, typer.Option(help="at least 8 characters", prompt=True, hide_input=True)],
+    password: Annotated[
+        str, typer.Option(help="at least 8 characters", prompt=True, hide_input=True)
+    ],
     admin: Annotated[bool, typer.Option("--admin", help="make an administrator")] = False,
 ) -> None:
     """Create a user."""
@@ -112,7 +123,9 @@ def users_create(
 
 
 @tokens_app.command("create")
-def tokens_create(name: Annotated[str, typer.Option(help="a name to recognise the token by")]) -> None:
+def tokens_create(
+    name: Annotated[str, typer.Option(help="a name to recognise the token by")],
+) -> None:
     """Create a worker token and print it (only the token, on stdout)."""
     engine = make_engine(_settings().resolved_database_url)
     upgrade(engine)

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ml.arc import configs as arc_configs
+from ml.video import configs as video_configs
 from orchestrator.errors import Invalid
 
 
@@ -37,11 +39,25 @@ class Kind:
     entrypoint: str | None
 
 
+# The workloads' job modules (they import torch; their config modules do not).
+ML_ENTRYPOINTS = {
+    "ml.arc.ttt": "ml.arc.ttt_job",
+    "ml.arc.eval": "ml.arc.eval_job",
+    "ml.video.dataset": "ml.video.dataset_job",
+    "ml.video.train": "ml.video.train_job",
+    "ml.video.compare": "ml.video.compare_job",
+}
+ML_CONFIGS: dict[str, type[BaseModel]] = {
+    **arc_configs.CONFIG_MODELS,
+    **video_configs.CONFIG_MODELS,
+}
+
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         Kind("command", CommandConfig, None),
         Kind("demo.counter", CounterConfig, "worker.jobs.counter"),
+        *(Kind(name, ML_CONFIGS[name], module) for name, module in ML_ENTRYPOINTS.items()),
     )
 }
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,7 +30,11 @@ DEMO_EXPERIMENT = {
     "tags": ["demo"],
 }
 # The demo kills a worker: short leases make the resume visible in seconds, not half a minute.
-DEMO_TIMING = {"BATON_HEARTBEAT_SECONDS": "1", "BATON_LEASE_SECONDS": "5", "BATON_REAPER_SECONDS": "1"}
+DEMO_TIMING = {
+    "BATON_HEARTBEAT_SECONDS": "1",
+    "BATON_LEASE_SECONDS": "5",
+    "BATON_REAPER_SECONDS": "1",
+}
 
 
 @contextlib.contextmanager
@@ -57,7 +60,9 @@ def _admin_credentials(settings: Settings, engine: Any) -> tuple[str, str | None
         if existing is not None:
             return existing.email, path.read_text().strip() if path.exists() else None
         password = secrets.token_urlsafe(12)
-        accounts.create_user(session, data=UserCreate(email=ADMIN_EMAIL, password=password, role=Role.admin))
+        accounts.create_user(
+            session, data=UserCreate(email=ADMIN_EMAIL, password=password, role=Role.admin)
+        )
         commit(session)
     path.write_text(password + "\n")
     path.chmod(0o600)
@@ -66,7 +71,9 @@ def _admin_credentials(settings: Settings, engine: Any) -> tuple[str, str | None
 
 def _worker_token(engine: Any) -> str:
     with Session(engine) as session:
-        _, secret = accounts.create_worker_token(session, name="baton-up local worker", created_by=None)
+        _, secret = accounts.create_worker_token(
+            session, name="baton-up local worker", created_by=None
+        )
         commit(session)
     return secret
 
@@ -83,7 +90,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) 
     raise RuntimeError(f"the API server did not answer at {url} within {timeout:.0f}s")
 
 
-def _kill_worker_running(http: httpx.Client, experiment_id: int, workers: dict[str, subprocess.Popen[bytes]]) -> str:
+def _kill_worker_running(
+    http: httpx.Client, experiment_id: int, workers: dict[str, subprocess.Popen[bytes]]
+) -> str:
     """SIGKILL the local worker running ``experiment_id``, as a dying notebook session would."""
     attempt = http.get(f"/api/v1/experiments/{experiment_id}").json()["attempts"][-1]
     name = {w["id"]: w["name"] for w in http.get("/api/v1/workers").json()}[attempt["worker_id"]]
@@ -91,8 +100,10 @@ def _kill_worker_running(http: httpx.Client, experiment_id: int, workers: dict[s
     return name
 
 
-def _run_demo(url: str, email: str, password: str, workers: dict[str, subprocess.Popen[bytes]]) -> int:
-    """Submit the demo job; once it has checkpointed, kill its worker and watch another resume it."""
+def _run_demo(
+    url: str, email: str, password: str, workers: dict[str, subprocess.Popen[bytes]]
+) -> int:
+    """Submit the demo job; once it has checkpointed, kill its worker, watch another resume it."""
     steps = DEMO_EXPERIMENT["config"]["steps"]  # type: ignore[index]
     with httpx.Client(base_url=url, timeout=30) as http:
         login = http.post("/auth/login", data={"username": email, "password": password})
@@ -101,7 +112,10 @@ def _run_demo(url: str, email: str, password: str, workers: dict[str, subprocess
         created = http.post("/api/v1/experiments", json=DEMO_EXPERIMENT)
         created.raise_for_status()
         experiment_id = created.json()["id"]
-        print(f"submitted experiment {experiment_id} ({DEMO_EXPERIMENT['kind']}, {steps} steps)", flush=True)
+        print(
+            f"submitted experiment {experiment_id} ({DEMO_EXPERIMENT['kind']}, {steps} steps)",
+            flush=True,
+        )
         killed = len(workers) < 2  # with one worker there is nobody to resume: skip the kill
         last = None
         while True:
@@ -109,27 +123,34 @@ def _run_demo(url: str, email: str, password: str, workers: dict[str, subprocess
             attempt = body["attempts"][-1] if body["attempts"] else None
             line = f"  {body['status']:<9} attempt {body['attempt_count']}"
             if attempt:
-                line += f" step {attempt['progress_step'] or 0}/{steps} checkpoint {attempt['last_checkpoint_step']}"
+                step, saved = attempt["progress_step"] or 0, attempt["last_checkpoint_step"]
+                line += f" step {step}/{steps} checkpoint {saved}"
             if line != last:
                 print(line, flush=True)
                 last = line
             if not killed and attempt and (attempt["last_checkpoint_step"] or 0) >= 10:
                 name = _kill_worker_running(http, experiment_id, workers)
-                print(f"  killed worker {name} (SIGKILL), as a notebook session dies; waiting for the lease to expire")
+                print(f"  killed worker {name} (SIGKILL), as a notebook session dies;")
+                print("  waiting for its lease to expire")
                 killed = True
             if body["status"] in ("succeeded", "failed", "lost", "canceled"):
                 break
             time.sleep(0.5)
         names = {w["id"]: w["name"] for w in http.get("/api/v1/workers").json()}
-        print(f"experiment {experiment_id} {body['status']} after {body['attempt_count']} attempt(s):")
+        print(
+            f"experiment {experiment_id} {body['status']} after {body['attempt_count']} attempt(s):"
+        )
         for a in body["attempts"]:
             start = a["resumed_from_step"] or 0
-            print(f"  attempt {a['number']} on {names.get(a['worker_id'])}: {a['outcome']}, from step {start}")
+            worker = names.get(a["worker_id"])
+            print(f"  attempt {a['number']} on {worker}: {a['outcome']}, from step {start}")
         print(f"result: {body['result']}")
         return 0 if body["status"] == "succeeded" else 1
 
 
-def run_local(settings: Settings, *, port: int, workers: int, demo: bool, exit_after_demo: bool) -> int:
+def run_local(
+    settings: Settings, *, port: int, workers: int, demo: bool, exit_after_demo: bool
+) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
@@ -169,15 +190,29 @@ def run_local(settings: Settings, *, port: int, workers: int, demo: bool, exit_a
                 work_dir = (settings.data_dir / f"worker-{n}").resolve()
                 agents[f"local-{n}"] = start(
                     f"worker-{n}",
-                    [sys.executable, "-m", "worker", "--api", url, "--token", token,
-                     "--name", f"local-{n}", "--work-dir", str(work_dir)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "worker",
+                        "--api",
+                        url,
+                        "--token",
+                        token,
+                        "--name",
+                        f"local-{n}",
+                        "--work-dir",
+                        str(work_dir),
+                    ],
                 )
             print(f"Baton is up at {url}  (API docs: {url}/docs; logs in {logs})")
-            print(f"  admin: {email}  password: {password or '(see ' + str(settings.data_dir / 'admin-password') + ')'}")
+            shown = password or f"(see {settings.data_dir / 'admin-password'})"
+            print(f"  admin: {email}  password: {shown}")
             print(f"  database: {settings.resolved_database_url}\n  redis: {redis_url}")
             if demo:
                 if password is None:
-                    print("cannot run the demo: the admin password file is missing", file=sys.stderr)
+                    print(
+                        "cannot run the demo: the admin password file is missing", file=sys.stderr
+                    )
                     return 1
                 code = _run_demo(url, email, password, agents)
                 if exit_after_demo:

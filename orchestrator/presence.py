@@ -28,7 +28,9 @@ class Presence(threading.Thread):
         self._halt = threading.Event()
 
     def announce(self) -> None:
-        self._dispatcher.mark_api_alive(instance=self.instance, started_ms=self.started_ms, ttl_ms=TTL_MS)
+        self._dispatcher.mark_api_alive(
+            instance=self.instance, started_ms=self.started_ms, ttl_ms=TTL_MS
+        )
 
     def run(self) -> None:
         while not self._halt.wait(ANNOUNCE_SECONDS):

@@ -13,7 +13,13 @@ from orchestrator.db import make_engine
 from orchestrator.migrate import upgrade
 from orchestrator.settings import Settings
 from tests.support.api import make_settings
-from tests.support.services import CLAIM_KEY, PostgresService, RedisService, postgres_service, redis_service
+from tests.support.services import (
+    CLAIM_KEY,
+    PostgresService,
+    RedisService,
+    postgres_service,
+    redis_service,
+)
 
 _used: dict[str, str] = {}
 

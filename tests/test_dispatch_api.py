@@ -53,21 +53,29 @@ def test_stale_token_is_refused_and_changes_nothing(client: TestClient, settings
     grant = _claim(client, token, worker)
     assert grant is not None
     # The worker gives the lease back (preempted); a second claim gets a new token.
-    released = client.post("/api/v1/leases/release", json={"lease_token": grant["lease_token"]}, headers=auth)
+    released = client.post(
+        "/api/v1/leases/release", json={"lease_token": grant["lease_token"]}, headers=auth
+    )
     assert released.status_code == 200, released.text
     again = _claim(client, token, worker)
     assert again is not None and again["experiment_id"] == exp and again["attempt"] == 2
     for verb in ("complete", "fail", "heartbeat", "release"):
-        late = client.post(f"/api/v1/leases/{verb}", json={"lease_token": grant["lease_token"]}, headers=auth)
+        late = client.post(
+            f"/api/v1/leases/{verb}", json={"lease_token": grant["lease_token"]}, headers=auth
+        )
         assert late.status_code == 409, (verb, late.text)
     body = client.get(f"/api/v1/experiments/{exp}", headers=user).json()
     assert body["status"] == "running"
     assert [a["outcome"] for a in body["attempts"]] == ["preempted", None]
     done = client.post(
-        "/api/v1/leases/complete", json={"lease_token": again["lease_token"], "result": {"ok": 1}}, headers=auth
+        "/api/v1/leases/complete",
+        json={"lease_token": again["lease_token"], "result": {"ok": 1}},
+        headers=auth,
     )
     assert done.status_code == 200
-    twice = client.post("/api/v1/leases/complete", json={"lease_token": again["lease_token"]}, headers=auth)
+    twice = client.post(
+        "/api/v1/leases/complete", json={"lease_token": again["lease_token"]}, headers=auth
+    )
     assert twice.status_code == 409
     body = client.get(f"/api/v1/experiments/{exp}", headers=user).json()
     assert body["status"] == "succeeded" and body["result"] == {"ok": 1}

@@ -55,7 +55,9 @@ def test_dependent_waits_then_runs_with_its_inputs(client: TestClient, settings:
     ]
 
 
-def test_failed_prerequisite_cancels_dependents_transitively(client: TestClient, settings: Settings) -> None:
+def test_failed_prerequisite_cancels_dependents_transitively(
+    client: TestClient, settings: Settings
+) -> None:
     user, token, worker = _setup(client, settings)
     dataset = submit(client, user, "dataset", max_attempts=1)
     train = submit(client, user, "train", depends_on=[dataset])
@@ -88,7 +90,9 @@ def _member(key: str, **fields: Any) -> dict[str, Any]:
     return {"key": key, "name": key, **COMMAND, **fields}
 
 
-def test_group_with_a_cycle_is_refused_and_stores_nothing(client: TestClient, settings: Settings) -> None:
+def test_group_with_a_cycle_is_refused_and_stores_nothing(
+    client: TestClient, settings: Settings
+) -> None:
     user, _, _ = _setup(client, settings)
     body = {
         "name": "cyclic",
@@ -105,7 +109,9 @@ def test_group_with_a_cycle_is_refused_and_stores_nothing(client: TestClient, se
     assert ready_members(settings) == {}
 
 
-def test_group_runs_branches_and_serves_a_comparison(client: TestClient, settings: Settings) -> None:
+def test_group_runs_branches_and_serves_a_comparison(
+    client: TestClient, settings: Settings
+) -> None:
     user, token, worker = _setup(client, settings)
     body = {
         "name": "branches",
@@ -113,7 +119,10 @@ def test_group_runs_branches_and_serves_a_comparison(client: TestClient, setting
         "compare": ["accuracy", "forecast_mae"],
         "experiments": [
             _member("data"),
-            *[_member(b, depends_on=["data"], config={"command": f"echo {b}"}) for b in ("i3d", "slowfast")],
+            *[
+                _member(b, depends_on=["data"], config={"command": f"echo {b}"})
+                for b in ("i3d", "slowfast")
+            ],
             _member("eval", depends_on=["i3d", "slowfast"]),
         ],
     }
@@ -122,9 +131,16 @@ def test_group_runs_branches_and_serves_a_comparison(client: TestClient, setting
     group = response.json()
     by_name = {e["name"]: e for e in group["experiments"]}
     assert [by_name[n]["status"] for n in ("data", "i3d", "slowfast", "eval")] == [
-        "queued", "waiting", "waiting", "waiting",
+        "queued",
+        "waiting",
+        "waiting",
+        "waiting",
     ]
-    assert by_name["i3d"]["config"] == {"command": "echo i3d", "env": {"DATASET": "shared"}, "workdir": None}
+    assert by_name["i3d"]["config"] == {
+        "command": "echo i3d",
+        "env": {"DATASET": "shared"},
+        "workdir": None,
+    }
     assert group["comparison"] is None
 
     results = {"i3d": {"accuracy": 0.97, "forecast_mae": 0.08}, "slowfast": {"accuracy": 0.95}}

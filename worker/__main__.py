@@ -16,8 +16,14 @@ from worker.deadline import add_session_arguments, session_options
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(prog="baton-worker", description="Run a Baton worker agent.")
-    parser.add_argument("--api", default=env.get("BATON_API"), help="control plane URL (env BATON_API)")
-    parser.add_argument("--token", default=env.get("BATON_WORKER_TOKEN"), help="worker token (env BATON_WORKER_TOKEN)")
+    parser.add_argument(
+        "--api", default=env.get("BATON_API"), help="control plane URL (env BATON_API)"
+    )
+    parser.add_argument(
+        "--token",
+        default=env.get("BATON_WORKER_TOKEN"),
+        help="worker token (env BATON_WORKER_TOKEN)",
+    )
     parser.add_argument("--name", default=env.get("BATON_WORKER_NAME") or socket.gethostname())
     parser.add_argument(
         "--work-dir",
@@ -25,8 +31,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path(env.get("BATON_WORKER_DIR") or Path.home() / ".baton" / "worker"),
         help="where attempts keep their files (env BATON_WORKER_DIR)",
     )
-    parser.add_argument("--claim-wait", type=float, default=30.0, help="long-poll seconds per claim")
-    parser.add_argument("--kill-grace", type=float, default=30.0, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument(
+        "--claim-wait", type=float, default=30.0, help="long-poll seconds per claim"
+    )
+    parser.add_argument(
+        "--kill-grace", type=float, default=30.0, help="seconds between SIGTERM and SIGKILL"
+    )
     parser.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
     host = parser.add_argument_group("host description (detected when omitted)")
     host.add_argument("--platform", default=env.get("BATON_PLATFORM"))
@@ -39,7 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.api:
         parser.error("the control plane URL is required: --api URL or BATON_API")
     if not args.token:
-        parser.error("a worker token is required: --token TOKEN or BATON_WORKER_TOKEN (baton tokens create)")
+        parser.error(
+            "a worker token is required: --token TOKEN or BATON_WORKER_TOKEN (baton tokens create)"
+        )
     return args
 
 

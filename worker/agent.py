@@ -64,7 +64,10 @@ class Uploader(threading.Thread):
             step, directory = item
             try:
                 ref = self.store.upload(
-                    experiment_id=str(self.experiment_id), attempt=self.attempt, step=step, source=directory
+                    experiment_id=str(self.experiment_id),
+                    attempt=self.attempt,
+                    step=step,
+                    source=directory,
                 )
             except Exception:
                 log.exception("upload of checkpoint step %s failed", step)
@@ -90,7 +93,9 @@ class Attempt:
         self.experiment_id: int = grant["experiment_id"]
         self.number: int = grant["attempt"]
         self.token: str = grant["lease_token"]
-        self.files = JobFiles(agent.config.work_dir / f"exp-{self.experiment_id}" / f"attempt-{self.number}")
+        self.files = JobFiles(
+            agent.config.work_dir / f"exp-{self.experiment_id}" / f"attempt-{self.number}"
+        )
         self.progress = Progress()
         self.lease_lost = threading.Event()
         self.canceled = threading.Event()
@@ -106,7 +111,12 @@ class Attempt:
     # --- the run --------------------------------------------------------------------------
 
     def run(self) -> None:
-        log.info("experiment %s attempt %s (%s): starting", self.experiment_id, self.number, self.grant["kind"])
+        log.info(
+            "experiment %s attempt %s (%s): starting",
+            self.experiment_id,
+            self.number,
+            self.grant["kind"],
+        )
         self.files.create()
         try:
             resume_step = self._download_resume_point()
@@ -175,7 +185,7 @@ class Attempt:
         return JobProcess(self.files, argv, env=env, cwd=cwd)
 
     def _supervise(self, job: JobProcess) -> int:
-        while (code := job.poll()) is None:
+        while job.poll() is None:
             self._drain(job)
             if self.lease_lost.is_set():
                 log.warning("lease lost: stopping the job at once")
@@ -246,7 +256,11 @@ class Attempt:
 
     def _conclude(self, exit_code: int, final: CheckpointRef | None) -> None:
         if self.lease_lost.is_set():
-            log.warning("experiment %s attempt %s: lease was lost; not reporting", self.experiment_id, self.number)
+            log.warning(
+                "experiment %s attempt %s: lease was lost; not reporting",
+                self.experiment_id,
+                self.number,
+            )
             return
         fields = self._report_fields(final)
         fields["log_tail"] = self.job.log_tail() if self.job is not None else None
@@ -257,14 +271,18 @@ class Attempt:
         elif exit_code == 0:
             self._report("complete", result=self.progress.result or {}, **fields)
         else:
-            self._report("fail", exit_code=exit_code, reason=f"job exited with code {exit_code}", **fields)
+            self._report(
+                "fail", exit_code=exit_code, reason=f"job exited with code {exit_code}", **fields
+            )
 
     def _report(self, verb: str, **fields: Any) -> None:
         payload = {k: v for k, v in fields.items() if v is not None}
         payload["lease_token"] = self.token
         try:
             reply = self.agent.client.finish(verb, payload, give_up=self.agent.give_up)
-            log.info("experiment %s attempt %s: %s -> %s", self.experiment_id, self.number, verb, reply)
+            log.info(
+                "experiment %s attempt %s: %s -> %s", self.experiment_id, self.number, verb, reply
+            )
         except LeaseLost as exc:
             log.warning("%s refused, the lease is no longer ours: %s", verb, exc.detail)
         except Stopped:

@@ -71,7 +71,11 @@ class WorkerClient:
         while True:
             try:
                 response = self._http.request(
-                    method, path, json=json, params=params, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    timeout=timeout or httpx.USE_CLIENT_DEFAULT,
                 )
                 if response.status_code < 500:
                     break
@@ -95,7 +99,9 @@ class WorkerClient:
     # --- the worker API -------------------------------------------------------------------
 
     def register(self, info: dict[str, Any], *, stop: threading.Event) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", "/api/v1/workers/register", json=info, retry_until=stop).json()
+        result: dict[str, Any] = self.request(
+            "POST", "/api/v1/workers/register", json=info, retry_until=stop
+        ).json()
         return result
 
     def claim(self, worker_id: int, *, wait: float, stop: threading.Event) -> dict[str, Any] | None:
@@ -113,10 +119,16 @@ class WorkerClient:
 
     def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any]:
         """One try: the next heartbeat is the retry."""
-        reply: dict[str, Any] = self.request("POST", "/api/v1/leases/heartbeat", json=payload, retry=False).json()
+        reply: dict[str, Any] = self.request(
+            "POST", "/api/v1/leases/heartbeat", json=payload, retry=False
+        ).json()
         return reply
 
-    def finish(self, verb: str, payload: dict[str, Any], *, give_up: threading.Event) -> dict[str, Any]:
+    def finish(
+        self, verb: str, payload: dict[str, Any], *, give_up: threading.Event
+    ) -> dict[str, Any]:
         """complete / fail / release: retried until the control plane answers."""
-        reply: dict[str, Any] = self.request("POST", f"/api/v1/leases/{verb}", json=payload, retry_until=give_up).json()
+        reply: dict[str, Any] = self.request(
+            "POST", f"/api/v1/leases/{verb}", json=payload, retry_until=give_up
+        ).json()
         return reply

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -140,10 +141,8 @@ class JobProcess:
         self._signal(signal.SIGKILL)
 
     def _signal(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def stop(self, *, grace: float) -> int:
         """request_stop, then SIGKILL after ``grace`` seconds; returns the exit code."""

@@ -4,6 +4,7 @@ Revision ID: 0006
 Revises: 0001
 Create Date: 2026-11-24
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -32,12 +33,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("experiment_group", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_experiment_group_owner_id"), ["owner_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_experiment_group_owner_id"), ["owner_id"], unique=False
+        )
 
     with op.batch_alter_table("experiment", schema=None) as batch_op:
         batch_op.add_column(sa.Column("group_id", sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f("ix_experiment_group_id"), ["group_id"], unique=False)
-        batch_op.create_foreign_key("fk_experiment_group_id", "experiment_group", ["group_id"], ["id"])
+        batch_op.create_foreign_key(
+            "fk_experiment_group_id", "experiment_group", ["group_id"], ["id"]
+        )
 
     op.create_table(
         "experiment_dependency",

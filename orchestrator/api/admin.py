@@ -23,8 +23,12 @@ def create_user(data: UserCreate, session: SessionDep, admin: AdminUser) -> User
     return UserPublic.model_validate(user)
 
 
-@router.post("/worker-tokens", response_model=WorkerTokenCreated, status_code=status.HTTP_201_CREATED)
-def create_worker_token(data: WorkerTokenCreate, session: SessionDep, admin: AdminUser) -> WorkerTokenCreated:
+@router.post(
+    "/worker-tokens", response_model=WorkerTokenCreated, status_code=status.HTTP_201_CREATED
+)
+def create_worker_token(
+    data: WorkerTokenCreate, session: SessionDep, admin: AdminUser
+) -> WorkerTokenCreated:
     row, secret = accounts.create_worker_token(session, name=data.name, created_by=admin)
     commit(session)
     return WorkerTokenCreated.model_validate(row, update={"token": secret})

@@ -40,11 +40,16 @@ class RefreshIn(BaseModel):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
-def _issue(session: Session, settings: Settings, user: User, *, family: str | None = None) -> TokenPair:
+def _issue(
+    session: Session, settings: Settings, user: User, *, family: str | None = None
+) -> TokenPair:
     assert user.id is not None
     family = family or uuid.uuid4().hex
     access, _ = encode_token(
-        settings, subject=user.id, type="access", lifetime=timedelta(minutes=settings.access_token_minutes)
+        settings,
+        subject=user.id,
+        type="access",
+        lifetime=timedelta(minutes=settings.access_token_minutes),
     )
     refresh, claims = encode_token(
         settings,
@@ -53,8 +58,14 @@ def _issue(session: Session, settings: Settings, user: User, *, family: str | No
         lifetime=timedelta(days=settings.refresh_token_days),
         family=family,
     )
-    session.add(RefreshToken(jti=claims.jti, family_id=family, user_id=user.id, expires_at=claims.expires_at))
-    return TokenPair(access_token=access, refresh_token=refresh, expires_in=settings.access_token_minutes * 60)
+    session.add(
+        RefreshToken(
+            jti=claims.jti, family_id=family, user_id=user.id, expires_at=claims.expires_at
+        )
+    )
+    return TokenPair(
+        access_token=access, refresh_token=refresh, expires_in=settings.access_token_minutes * 60
+    )
 
 
 async def _login_fields(request: Request) -> LoginJSON:
@@ -116,7 +127,9 @@ def refresh(body: RefreshIn, session: SessionDep, runtime: RuntimeDep) -> TokenP
     if row.revoked_at is not None or row.replaced_by is not None:
         _revoke_family(session, row.family_id)
         commit(session)
-        raise NotAuthenticated("refresh token reuse detected: every session of this login is revoked")
+        raise NotAuthenticated(
+            "refresh token reuse detected: every session of this login is revoked"
+        )
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise NotAuthenticated("user not found or disabled")

@@ -16,7 +16,9 @@ router = APIRouter(prefix="/api/v1/groups", tags=["groups"])
 
 
 @router.post("", response_model=GroupDetail, status_code=status.HTTP_201_CREATED)
-def create_group(data: GroupCreate, session: SessionDep, runtime: RuntimeDep, user: CurrentUser) -> GroupDetail:
+def create_group(
+    data: GroupCreate, session: SessionDep, runtime: RuntimeDep, user: CurrentUser
+) -> GroupDetail:
     group = groups.create(session, runtime, owner=user, data=data)
     commit(session)
     return groups.detail(session, group)

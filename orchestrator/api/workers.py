@@ -64,7 +64,9 @@ async def claim(
         # would be lost, and the experiment would wait a whole lease and count an attempt.
         if await request.is_disconnected():
             return Response(status_code=status.HTTP_204_NO_CONTENT)
-        grant = await run_in_threadpool(leases.claim_once, runtime, token=token, worker_id=worker_id)
+        grant = await run_in_threadpool(
+            leases.claim_once, runtime, token=token, worker_id=worker_id
+        )
         if grant is not None:
             return grant
         remaining = deadline - time.monotonic()
@@ -74,7 +76,9 @@ async def claim(
 
 
 @router.post("/leases/heartbeat", response_model=HeartbeatOut)
-def heartbeat(data: HeartbeatIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken) -> HeartbeatOut:
+def heartbeat(
+    data: HeartbeatIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+) -> HeartbeatOut:
     reply = leases.heartbeat(session, runtime, token=token, data=data)
     commit(session)
     return reply
@@ -85,21 +89,27 @@ def _ack(experiment_status: str) -> dict[str, str]:
 
 
 @router.post("/leases/complete")
-def complete(data: CompleteIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken) -> dict[str, str]:
+def complete(
+    data: CompleteIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+) -> dict[str, str]:
     experiment = leases.complete(session, runtime, token=token, data=data)
     commit(session)
     return _ack(experiment.status)
 
 
 @router.post("/leases/fail")
-def fail(data: FailIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken) -> dict[str, str]:
+def fail(
+    data: FailIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+) -> dict[str, str]:
     experiment = leases.fail(session, runtime, token=token, data=data)
     commit(session)
     return _ack(experiment.status)
 
 
 @router.post("/leases/release")
-def release(data: ReleaseIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken) -> dict[str, str]:
+def release(
+    data: ReleaseIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+) -> dict[str, str]:
     experiment = leases.release(session, runtime, token=token, data=data)
     commit(session)
     return _ack(experiment.status)

@@ -20,10 +20,20 @@ log = logging.getLogger(__name__)
 
 def run_cron(settings: Settings) -> None:
     """Blocks: enqueue the reaper and reconcile at their intervals (a process of its own)."""
-    scheduler = CronScheduler(connection=connect_redis(settings.redis_url), name=f"baton-cron-{settings.rq_queue}")
-    scheduler.register(tasks.reap_leases, queue_name=settings.rq_queue, interval=settings.reaper_seconds, result_ttl=60)
+    scheduler = CronScheduler(
+        connection=connect_redis(settings.redis_url), name=f"baton-cron-{settings.rq_queue}"
+    )
     scheduler.register(
-        tasks.reconcile_queues, queue_name=settings.rq_queue, interval=settings.reconcile_seconds, result_ttl=60
+        tasks.reap_leases,
+        queue_name=settings.rq_queue,
+        interval=settings.reaper_seconds,
+        result_ttl=60,
+    )
+    scheduler.register(
+        tasks.reconcile_queues,
+        queue_name=settings.rq_queue,
+        interval=settings.reconcile_seconds,
+        result_ttl=60,
     )
     scheduler.register(
         tasks.apply_retention,
@@ -45,7 +55,9 @@ def run_worker(settings: Settings, *, burst: bool = False, with_cron: bool = Tru
     redis: Redis = connect_redis(settings.redis_url)
     cron: BaseProcess | None = None
     if with_cron and not burst:
-        cron = multiprocessing.get_context("spawn").Process(target=run_cron, args=(settings,), daemon=True)
+        cron = multiprocessing.get_context("spawn").Process(
+            target=run_cron, args=(settings,), daemon=True
+        )
         cron.start()
     # SimpleWorker runs jobs in-process: these jobs are short, and forking per reaper pass
     # every few seconds would cost more than the work.

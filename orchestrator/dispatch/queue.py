@@ -85,7 +85,9 @@ class Dispatcher:
         pipe.execute()
 
     def remove(self, *, experiment_id: int, requirement: Requirement) -> None:
-        self.remove_from_class(experiment_id=experiment_id, class_name=capability_class(requirement))
+        self.remove_from_class(
+            experiment_id=experiment_id, class_name=capability_class(requirement)
+        )
 
     def remove_from_class(self, *, experiment_id: int, class_name: str) -> None:
         self.redis.zrem(READY + class_name, str(experiment_id))
@@ -95,9 +97,7 @@ class Dispatcher:
         return {name.decode(): Requirement.from_json(spec) for name, spec in raw.items()}
 
     def claim(self, *, capability: Capability, worker_id: int, lease_ms: int) -> Claimed | None:
-        keys = [
-            READY + name for name, req in self.classes().items() if capability.satisfies(req)
-        ]
+        keys = [READY + name for name, req in self.classes().items() if capability.satisfies(req)]
         if not keys:
             return None
         reply = self._claim(
@@ -113,7 +113,9 @@ class Dispatcher:
 
     def extend(self, *, experiment_id: int, token: str, worker_id: int, expires_ms: int) -> bool:
         member = str(experiment_id)
-        ok = self._extend(keys=[LEASES, LEASE + member], args=[token, expires_ms, member, worker_id])
+        ok = self._extend(
+            keys=[LEASES, LEASE + member], args=[token, expires_ms, member, worker_id]
+        )
         return bool(ok)
 
     def end(self, *, experiment_id: int, token: str, requeue: Requeue | None = None) -> bool:
@@ -121,7 +123,9 @@ class Dispatcher:
         ready_key = self._ready_key(requeue.requirement) if requeue else READY + "unused"
         score = ready_score(requeue.priority, requeue.queued_at_ms) if requeue else ""
         if requeue:
-            self.redis.hset(CLASSES, capability_class(requeue.requirement), requeue.requirement.to_json())
+            self.redis.hset(
+                CLASSES, capability_class(requeue.requirement), requeue.requirement.to_json()
+            )
         ok = self._end(keys=[LEASES, LEASE + member, ready_key], args=[token, member, score])
         if requeue:
             self.redis.publish(WAKEUP, member)

@@ -95,9 +95,15 @@ class Experiment(ExperimentBase, table=True):
     status: ExperimentStatus = Field(default=ExperimentStatus.queued, index=True)
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     resources: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
-    queued_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    queued_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     attempt_count: int = 0
     failure_count: int = 0
@@ -131,8 +137,12 @@ class Attempt(SQLModel, table=True):
     worker_id: int | None = Field(default=None, foreign_key="worker.id")
     platform: str | None = Field(default=None, max_length=32)
     lease_token: str = Field(max_length=64, unique=True, index=True)
-    started_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
-    heartbeat_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    started_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    heartbeat_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     outcome: AttemptOutcome | None = None
     exit_code: int | None = None

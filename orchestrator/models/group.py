@@ -21,7 +21,9 @@ class ExperimentGroup(SQLModel, table=True):
     name: str = Field(max_length=200)
     # Result keys shown as columns of the comparison table (all numeric ones when empty).
     compare: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
 
 
 class GroupMember(ExperimentBase):

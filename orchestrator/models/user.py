@@ -26,7 +26,9 @@ class User(UserBase, table=True):
     hashed_password: str
     role: Role = Field(default=Role.user)
     is_active: bool = True
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
 
     @property
     def is_admin(self) -> bool:
@@ -50,7 +52,9 @@ class RefreshToken(SQLModel, table=True):
     jti: str = Field(primary_key=True, max_length=64)
     family_id: str = Field(index=True, max_length=64)
     user_id: int = Field(foreign_key="user.id", index=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     replaced_by: str | None = Field(default=None, max_length=64)
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))

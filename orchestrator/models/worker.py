@@ -29,7 +29,9 @@ class WorkerToken(SQLModel, table=True):
     name: str = Field(max_length=100)
     token_hash: str = Field(max_length=64, unique=True, index=True)
     created_by_id: int | None = Field(default=None, foreign_key="user.id")
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     last_used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
@@ -66,8 +68,12 @@ class Worker(WorkerBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     token_id: int = Field(foreign_key="worker_token.id", index=True)
     libraries: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    registered_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
-    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    registered_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    last_seen_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     # Set by an admin: the worker finishes its current job but is given no new one.
     draining: bool = False
 

@@ -39,7 +39,9 @@ def authenticate(session: Session, *, email: str, password: str) -> User | None:
     return user
 
 
-def create_worker_token(session: Session, *, name: str, created_by: User | None) -> tuple[WorkerToken, str]:
+def create_worker_token(
+    session: Session, *, name: str, created_by: User | None
+) -> tuple[WorkerToken, str]:
     """Returns the row and the secret; only the hash is stored, so the secret is shown once."""
     secret = new_worker_token()
     row = WorkerToken(

@@ -10,7 +10,6 @@ from sqlmodel import Session, col, select
 from orchestrator.errors import Invalid
 from orchestrator.models import Experiment, ExperimentDependency, User
 
-
 Node = TypeVar("Node", bound=Hashable)
 
 
@@ -24,7 +23,7 @@ def find_cycle(edges: Mapping[Node, Sequence[Node]]) -> list[Node] | None:
         path.append(node)
         for nxt in edges.get(node, ()):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state and (cycle := visit(nxt)) is not None:
                 return cycle
         path.pop()
@@ -37,7 +36,9 @@ def find_cycle(edges: Mapping[Node, Sequence[Node]]) -> list[Node] | None:
     return None
 
 
-def load_prerequisites(session: Session, *, user: User, ids: Sequence[int], field: str) -> list[Experiment]:
+def load_prerequisites(
+    session: Session, *, user: User, ids: Sequence[int], field: str
+) -> list[Experiment]:
     """The experiments named by ``ids``; 422 naming ``field`` for any the user cannot see."""
     found = {
         e.id: e
@@ -48,7 +49,9 @@ def load_prerequisites(session: Session, *, user: User, ids: Sequence[int], fiel
     if missing:
         raise Invalid(
             f"{field}: no such experiment(s) {missing}",
-            errors=[{"loc": ["body", *field.split(".")], "msg": f"unknown experiment(s) {missing}"}],
+            errors=[
+                {"loc": ["body", *field.split(".")], "msg": f"unknown experiment(s) {missing}"}
+            ],
         )
     return [found[i] for i in ids]
 
@@ -62,7 +65,9 @@ def prerequisites(session: Session, experiment_id: int) -> list[Experiment]:
     return list(
         session.exec(
             select(Experiment)
-            .join(ExperimentDependency, col(ExperimentDependency.depends_on_id) == col(Experiment.id))
+            .join(
+                ExperimentDependency, col(ExperimentDependency.depends_on_id) == col(Experiment.id)
+            )
             .where(ExperimentDependency.experiment_id == experiment_id)
             .order_by(col(Experiment.id))
         ).all()
@@ -73,7 +78,9 @@ def prerequisite_ids(session: Session, experiment_ids: Sequence[int]) -> dict[in
     result: dict[int, list[int]] = {i: [] for i in experiment_ids}
     if experiment_ids:
         rows = session.exec(
-            select(ExperimentDependency).where(col(ExperimentDependency.experiment_id).in_(list(experiment_ids)))
+            select(ExperimentDependency).where(
+                col(ExperimentDependency.experiment_id).in_(list(experiment_ids))
+            )
         )
         for row in rows:
             result[row.experiment_id].append(row.depends_on_id)
@@ -84,7 +91,9 @@ def dependents(session: Session, experiment_id: int) -> list[Experiment]:
     return list(
         session.exec(
             select(Experiment)
-            .join(ExperimentDependency, col(ExperimentDependency.experiment_id) == col(Experiment.id))
+            .join(
+                ExperimentDependency, col(ExperimentDependency.experiment_id) == col(Experiment.id)
+            )
             .where(ExperimentDependency.depends_on_id == experiment_id)
             .order_by(col(Experiment.id))
         ).all()

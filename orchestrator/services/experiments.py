@@ -16,7 +16,6 @@ from orchestrator.models.experiment import (
     ExperimentPage,
     ExperimentPublic,
 )
-from orchestrator.models.types import utcnow
 from orchestrator.runtime import Runtime
 from orchestrator.services import dependencies, lifecycle
 
@@ -57,7 +56,9 @@ def create(
     assert experiment.id is not None
     for tag in data.tags:
         session.add(ExperimentTag(experiment_id=experiment.id, tag=tag))
-    dependencies.link(session, experiment_id=experiment.id, prerequisite_ids=[p.id for p in prerequisites if p.id])
+    dependencies.link(
+        session, experiment_id=experiment.id, prerequisite_ids=[p.id for p in prerequisites if p.id]
+    )
     if start:
         session.flush()
         lifecycle.start(session, runtime, experiment)
@@ -84,7 +85,9 @@ def tags_of(session: Session, experiment_ids: Sequence[int]) -> dict[int, list[s
 
 
 def to_public(experiment: Experiment, tags: list[str], depends_on: list[int]) -> ExperimentPublic:
-    return ExperimentPublic.model_validate(experiment, update={"tags": tags, "depends_on": depends_on})
+    return ExperimentPublic.model_validate(
+        experiment, update={"tags": tags, "depends_on": depends_on}
+    )
 
 
 def public_list(session: Session, experiments: Sequence[Experiment]) -> list[ExperimentPublic]:
@@ -128,9 +131,9 @@ def list_page(
     if kind is not None:
         query = query.where(Experiment.kind == kind)
     if tag is not None:
-        query = query.join(ExperimentTag, col(ExperimentTag.experiment_id) == col(Experiment.id)).where(
-            ExperimentTag.tag == tag
-        )
+        query = query.join(
+            ExperimentTag, col(ExperimentTag.experiment_id) == col(Experiment.id)
+        ).where(ExperimentTag.tag == tag)
     if cursor is not None:
         query = query.where(col(Experiment.id) < cursor)
     rows = session.exec(query.order_by(col(Experiment.id).desc()).limit(limit + 1)).all()
@@ -153,7 +156,9 @@ def retry(session: Session, runtime: Runtime, *, user: User, experiment_id: int)
     get_visible(session, user=user, experiment_id=experiment_id)
     experiment = lifecycle.lock_experiment(session, experiment_id)
     if not experiment.status.is_final or lifecycle.open_attempt(session, experiment_id) is not None:
-        raise Conflict(f"experiment {experiment_id} is {experiment.status}: only a finished one can be retried")
+        raise Conflict(
+            f"experiment {experiment_id} is {experiment.status}: only a finished one can be retried"
+        )
     if experiment.status == ExperimentStatus.succeeded:
         raise Conflict(f"experiment {experiment_id} already succeeded")
     experiment.failure_count = 0

@@ -27,7 +27,9 @@ def _merge(base: dict[str, object], override: dict[str, object]) -> dict[str, ob
     return merged
 
 
-def create(session: Session, runtime: Runtime, *, owner: User, data: GroupCreate) -> ExperimentGroup:
+def create(
+    session: Session, runtime: Runtime, *, owner: User, data: GroupCreate
+) -> ExperimentGroup:
     """Store the group and every member in one transaction; refuse cycles and unknown keys."""
     keys = {m.key for m in data.experiments}
     edges: dict[str, list[str]] = {}
@@ -65,7 +67,13 @@ def create(session: Session, runtime: Runtime, *, owner: User, data: GroupCreate
             depends_on=[d for d in depends_on if d is not None],
         )
         by_key[key] = experiments.create(
-            session, runtime, owner=owner, data=request, group_id=group.id, field=f"experiments.{index}.", start=False
+            session,
+            runtime,
+            owner=owner,
+            data=request,
+            group_id=group.id,
+            field=f"experiments.{index}.",
+            start=False,
         )
     session.flush()
     for key in _topological(edges):
@@ -101,12 +109,15 @@ def _minutes(start: datetime, end: datetime | None) -> float:
     return max(0.0, ((end or utcnow()) - start).total_seconds() / 60)
 
 
-def _comparison(session: Session, members: list[Experiment], columns: list[str]) -> list[ComparisonRow]:
+def _comparison(
+    session: Session, members: list[Experiment], columns: list[str]
+) -> list[ComparisonRow]:
     ids = [m.id for m in members]
     attempts = session.exec(select(Attempt).where(col(Attempt.experiment_id).in_(ids))).all()
     worker_ids = {a.worker_id for a in attempts if a.worker_id is not None}
     gpus = {
-        w.id: w.gpu_count for w in session.exec(select(Worker).where(col(Worker.id).in_(worker_ids))).all()
+        w.id: w.gpu_count
+        for w in session.exec(select(Worker).where(col(Worker.id).in_(worker_ids))).all()
     }
     rows = []
     for member in members:
@@ -120,7 +131,11 @@ def _comparison(session: Session, members: list[Experiment], columns: list[str])
                 attempts=len(mine),
                 wall_minutes=round(sum(_minutes(a.started_at, a.ended_at) for a in mine), 3),
                 gpu_minutes=round(
-                    sum(_minutes(a.started_at, a.ended_at) * gpus.get(a.worker_id or 0, 0) for a in mine), 3
+                    sum(
+                        _minutes(a.started_at, a.ended_at) * gpus.get(a.worker_id or 0, 0)
+                        for a in mine
+                    ),
+                    3,
                 ),
                 values={c: _number(result.get(c)) for c in columns},
             )
@@ -134,7 +149,9 @@ def _number(value: object) -> float | None:
 
 def detail(session: Session, group: ExperimentGroup) -> GroupDetail:
     members = list(
-        session.exec(select(Experiment).where(Experiment.group_id == group.id).order_by(col(Experiment.id))).all()
+        session.exec(
+            select(Experiment).where(Experiment.group_id == group.id).order_by(col(Experiment.id))
+        ).all()
     )
     finished = all(m.status.is_final for m in members)
     columns = group.compare or sorted(

@@ -19,7 +19,14 @@ from orchestrator.dispatch import Capability
 from orchestrator.dispatch.queue import now_ms
 from orchestrator.errors import Forbidden, NotFound, StaleLease
 from orchestrator.kinds import get_kind
-from orchestrator.models import Attempt, AttemptOutcome, Experiment, ExperimentStatus, Worker, WorkerToken
+from orchestrator.models import (
+    Attempt,
+    AttemptOutcome,
+    Experiment,
+    ExperimentStatus,
+    Worker,
+    WorkerToken,
+)
 from orchestrator.models.types import utcnow
 from orchestrator.models.worker import WorkerRegister
 from orchestrator.runtime import Runtime
@@ -124,7 +131,9 @@ def owned_worker(session: Session, *, token: WorkerToken, worker_id: int) -> Wor
 
 def capability_of(worker: Worker) -> Capability:
     return Capability(
-        platform=str(worker.platform), gpu_count=worker.gpu_count, gpu_memory_mb=worker.gpu_memory_mb
+        platform=str(worker.platform),
+        gpu_count=worker.gpu_count,
+        gpu_memory_mb=worker.gpu_memory_mb,
     )
 
 
@@ -150,7 +159,9 @@ def claim_once(runtime: Runtime, *, token: WorkerToken, worker_id: int) -> Grant
     lease_ms = int(runtime.settings.lease_seconds * 1000)
     # A ready entry can be stale (canceled meanwhile, or re-added by reconcile): skip those.
     for _ in range(100):
-        claimed = runtime.dispatcher.claim(capability=me.capability, worker_id=me.worker_id, lease_ms=lease_ms)
+        claimed = runtime.dispatcher.claim(
+            capability=me.capability, worker_id=me.worker_id, lease_ms=lease_ms
+        )
         if claimed is None:
             return None
         try:
@@ -180,7 +191,9 @@ def _requeue_if_queued(runtime: Runtime, experiment_id: int) -> None:
             )
 
 
-def _bind(session: Session, runtime: Runtime, me: _Identity, experiment_id: int, token: str) -> Grant | None:
+def _bind(
+    session: Session, runtime: Runtime, me: _Identity, experiment_id: int, token: str
+) -> Grant | None:
     experiment = session.exec(
         select(Experiment).where(Experiment.id == experiment_id).with_for_update()
     ).one_or_none()
@@ -239,7 +252,9 @@ def _resume_point(experiment: Experiment) -> ResumePoint | None:
     return ResumePoint(key=experiment.checkpoint_key, step=experiment.checkpoint_step)
 
 
-def _current(session: Session, *, token: WorkerToken, lease_token: str) -> tuple[Experiment, Attempt]:
+def _current(
+    session: Session, *, token: WorkerToken, lease_token: str
+) -> tuple[Experiment, Attempt]:
     """The open attempt holding ``lease_token``, locked; 409 if the token is not current."""
     attempt = session.exec(select(Attempt).where(Attempt.lease_token == lease_token)).one_or_none()
     if attempt is None:
@@ -285,7 +300,9 @@ def _apply_report(
             experiment.checkpoint_step = checkpoint.step
 
 
-def heartbeat(session: Session, runtime: Runtime, *, token: WorkerToken, data: HeartbeatIn) -> HeartbeatOut:
+def heartbeat(
+    session: Session, runtime: Runtime, *, token: WorkerToken, data: HeartbeatIn
+) -> HeartbeatOut:
     experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
     _apply_report(session, runtime, experiment, attempt, data)
     session.add_all([experiment, attempt])
@@ -296,21 +313,31 @@ def heartbeat(session: Session, runtime: Runtime, *, token: WorkerToken, data: H
     after_commit(
         session,
         lambda: runtime.dispatcher.extend(
-            experiment_id=experiment_id, token=lease_token, worker_id=worker_id, expires_ms=now_ms() + lease_ms
+            experiment_id=experiment_id,
+            token=lease_token,
+            worker_id=worker_id,
+            expires_ms=now_ms() + lease_ms,
         ),
     )
     action: Literal["continue", "cancel"] = "cancel" if experiment.cancel_requested else "continue"
     return HeartbeatOut(action=action, lease_seconds=runtime.settings.lease_seconds)
 
 
-def complete(session: Session, runtime: Runtime, *, token: WorkerToken, data: CompleteIn) -> Experiment:
+def complete(
+    session: Session, runtime: Runtime, *, token: WorkerToken, data: CompleteIn
+) -> Experiment:
     """Exactly once: only the open attempt's token can complete, and completing closes it."""
     experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
     _apply_report(session, runtime, experiment, attempt, data)
     if experiment.status == ExperimentStatus.running:
         experiment.result = data.result
     lifecycle.end_attempt(
-        session, runtime, experiment=experiment, attempt=attempt, outcome=AttemptOutcome.succeeded, log_tail=data.log_tail
+        session,
+        runtime,
+        experiment=experiment,
+        attempt=attempt,
+        outcome=AttemptOutcome.succeeded,
+        log_tail=data.log_tail,
     )
     return experiment
 
@@ -331,7 +358,9 @@ def fail(session: Session, runtime: Runtime, *, token: WorkerToken, data: FailIn
     return experiment
 
 
-def release(session: Session, runtime: Runtime, *, token: WorkerToken, data: ReleaseIn) -> Experiment:
+def release(
+    session: Session, runtime: Runtime, *, token: WorkerToken, data: ReleaseIn
+) -> Experiment:
     """Give the lease back without an error: preempted work is requeued and resumes."""
     experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
     _apply_report(session, runtime, experiment, attempt, data)

@@ -66,7 +66,9 @@ def queue(session: Session, runtime: Runtime, experiment: Experiment) -> None:
     )
 
 
-def _finish(session: Session, runtime: Runtime, experiment: Experiment, status: ExperimentStatus) -> None:
+def _finish(
+    session: Session, runtime: Runtime, experiment: Experiment, status: ExperimentStatus
+) -> None:
     now = utcnow()
     experiment.status = status
     experiment.finished_at = now
@@ -126,7 +128,8 @@ def cancel(session: Session, runtime: Runtime, experiment: Experiment, *, reason
         experiment_id = experiment.id
         assert experiment_id is not None
         after_commit(
-            session, lambda: runtime.dispatcher.remove(experiment_id=experiment_id, requirement=requirement)
+            session,
+            lambda: runtime.dispatcher.remove(experiment_id=experiment_id, requirement=requirement),
         )
     _finish(session, runtime, experiment, ExperimentStatus.canceled)
 
@@ -195,4 +198,6 @@ def end_attempt(
             lambda: runtime.dispatcher.end(experiment_id=experiment_id, token=token, requeue=spec),
         )
     else:
-        after_commit(session, lambda: runtime.dispatcher.end(experiment_id=experiment_id, token=token))
+        after_commit(
+            session, lambda: runtime.dispatcher.end(experiment_id=experiment_id, token=token)
+        )

@@ -72,7 +72,7 @@ def reap(runtime: Runtime) -> int:
                 experiment=experiment,
                 attempt=attempt,
                 outcome=AttemptOutcome.lost,
-                reason=f"lease expired: no heartbeat from worker {attempt.worker_id} for {silent:.0f}s",
+                reason=f"lease expired: worker {attempt.worker_id} silent for {silent:.0f}s",
             )
             lost += 1
     return lost
@@ -91,7 +91,9 @@ def settle_waiting(runtime: Runtime) -> int:
     e.g. a crash between two commits) are queued or canceled now."""
     settled = 0
     with session_scope(runtime.engine) as session:
-        waiting = session.exec(select(Experiment).where(Experiment.status == ExperimentStatus.waiting)).all()
+        waiting = session.exec(
+            select(Experiment).where(Experiment.status == ExperimentStatus.waiting)
+        ).all()
         for experiment in waiting:
             lifecycle.start(session, runtime, experiment)
             settled += experiment.status != ExperimentStatus.waiting
@@ -103,7 +105,9 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
     racing with this shows up as leased, never as missing."""
     report = ReconcileReport(waiting_settled=settle_waiting(runtime))
     with session_scope(runtime.engine) as session:
-        queued = session.exec(select(Experiment).where(Experiment.status == ExperimentStatus.queued)).all()
+        queued = session.exec(
+            select(Experiment).where(Experiment.status == ExperimentStatus.queued)
+        ).all()
         open_attempts = session.exec(select(Attempt).where(col(Attempt.ended_at).is_(None))).all()
         queued_ids = {e.id for e in queued}
     dispatcher = runtime.dispatcher
@@ -134,7 +138,9 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
         with session_scope(runtime.engine) as session:
             statuses = dict(
                 session.exec(
-                    select(Experiment.id, Experiment.status).where(col(Experiment.id).in_(list(ready)))
+                    select(Experiment.id, Experiment.status).where(
+                        col(Experiment.id).in_(list(ready))
+                    )
                 ).all()
             )
         for experiment_id, class_name in ready.items():

@@ -75,7 +75,11 @@ CsrfChecked = Depends(check_csrf)
 def flash(response: Response, message: str) -> None:
     """A one-time message for the next page (after a POST-redirect-GET)."""
     response.set_cookie(
-        FLASH_COOKIE, quote(message), max_age=60, path=web_session.COOKIE_PATH, httponly=True,
+        FLASH_COOKIE,
+        quote(message),
+        max_age=60,
+        path=web_session.COOKIE_PATH,
+        httponly=True,
         samesite="lax",
     )
 

@@ -42,16 +42,22 @@ class Baton:
         body: dict[str, Any] = reply.json()
         return body
 
-    def wait_status(self, experiment_id: int, *statuses: str, timeout: float = 90) -> dict[str, Any]:
+    def wait_status(
+        self, experiment_id: int, *statuses: str, timeout: float = 90
+    ) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:
             body = self.get(experiment_id)
             return body if body["status"] in statuses else None
 
         try:
-            result: dict[str, Any] = wait_until(reached, timeout=timeout, interval=0.2, what=f"status in {statuses}")
+            result: dict[str, Any] = wait_until(
+                reached, timeout=timeout, interval=0.2, what=f"status in {statuses}"
+            )
         except AssertionError:
             logs = "\n".join(f"--- {p.name}\n{p.output()[-2500:]}" for p in self.stack.procs)
-            raise AssertionError(f"experiment {experiment_id}: {self.get(experiment_id)}\n{logs}") from None
+            raise AssertionError(
+                f"experiment {experiment_id}: {self.get(experiment_id)}\n{logs}"
+            ) from None
         return result
 
     def start_worker(self, name: str, *extra: str, env: dict[str, str] | None = None) -> Any:
@@ -78,7 +84,9 @@ def baton_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Bato
         db = database_url or f"sqlite:///{tmp_path / 'baton.db'}"
         data_dir = tmp_path / "data"
         redis = redis or redis_url
-        stack = Stack(env=stack_env(database_url=db, redis_url=redis, data_dir=data_dir, **env), root=tmp_path)
+        stack = Stack(
+            env=stack_env(database_url=db, redis_url=redis, data_dir=data_dir, **env), root=tmp_path
+        )
         settings = make_settings(database_url=db, redis_url=redis, data_dir=data_dir)
         baton = Baton(stack, settings)
         stacks.append(baton)

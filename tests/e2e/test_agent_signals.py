@@ -15,7 +15,9 @@ from worker.jobs.counter import expected_digest
 def test_sigterm_checkpoints_releases_and_exits_zero(baton_factory: Callable[..., Baton]) -> None:
     baton = baton_factory()
     experiment_id = baton.submit(
-        name="counter", kind="demo.counter", config={"steps": 60, "step_seconds": 0.2, "checkpoint_every": 50}
+        name="counter",
+        kind="demo.counter",
+        config={"steps": 60, "step_seconds": 0.2, "checkpoint_every": 50},
     )
     worker_a = baton.start_worker("worker-a")
     wait_until(
@@ -51,7 +53,9 @@ def test_zombie_worker_stops_its_job_when_heartbeat_gets_409(
         name="sleeper", kind="command", config={"command": f"echo $$ > {pidfile}; exec sleep 300"}
     )
     worker = baton.start_worker("worker-a")
-    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=30, what="pid"))
+    pid = int(
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=30, what="pid")
+    )
     pidfile.unlink()
 
     worker.signal(signal.SIGSTOP)  # a frozen VM: no heartbeats, but the job lives on
@@ -64,7 +68,9 @@ def test_zombie_worker_stops_its_job_when_heartbeat_gets_409(
     finally:
         worker.signal(signal.SIGCONT)
     # Its next heartbeat is answered 409: the old job must die at once.
-    wait_until(lambda: not process_alive(pid), timeout=5, interval=0.05, what="the zombie's job to stop")
+    wait_until(
+        lambda: not process_alive(pid), timeout=5, interval=0.05, what="the zombie's job to stop"
+    )
     # The same agent then claims the requeued experiment afresh, as attempt 2.
     wait_until(lambda: pidfile.exists(), timeout=30, what="attempt 2 to start")
     body = baton.get(experiment_id)

@@ -21,13 +21,19 @@ def test_cancel_running_job_stops_child_within_one_heartbeat(
         name="sleeper", kind="command", config={"command": f"echo $$ > {pidfile}; exec sleep 300"}
     )
     baton.start_worker("worker-a")
-    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=30, what="the job pid"))
+    pid = int(
+        wait_until(
+            lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=30, what="the job pid"
+        )
+    )
     assert process_alive(pid)
 
     started = time.monotonic()
     reply = baton.http.post(f"/api/v1/experiments/{experiment_id}/cancel")
     assert reply.status_code == 200 and reply.json()["status"] == "canceled"
-    wait_until(lambda: not process_alive(pid), timeout=HEARTBEAT + 5, interval=0.05, what="the job to stop")
+    wait_until(
+        lambda: not process_alive(pid), timeout=HEARTBEAT + 5, interval=0.05, what="the job to stop"
+    )
     elapsed = time.monotonic() - started
     assert elapsed <= HEARTBEAT + 0.5, f"child stopped {elapsed:.2f}s after cancel"
 
@@ -41,7 +47,9 @@ def test_cancel_running_job_stops_child_within_one_heartbeat(
 def test_queued_cancel_never_runs(baton_factory: Callable[..., Baton], tmp_path: Path) -> None:
     baton = baton_factory()
     marker = tmp_path / "ran"
-    experiment_id = baton.submit(name="never", kind="command", config={"command": f"touch {marker}"})
+    experiment_id = baton.submit(
+        name="never", kind="command", config={"command": f"touch {marker}"}
+    )
     assert baton.http.post(f"/api/v1/experiments/{experiment_id}/cancel").status_code == 200
     follow = baton.submit(name="after", kind="command", config={"command": "true"})
     baton.start_worker("worker-a")

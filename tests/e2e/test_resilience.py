@@ -21,13 +21,21 @@ def _counter(name: str, steps: int = 20) -> dict[str, object]:
     }
 
 
-def test_flushall_with_queued_and_running_work(own_redis: str, baton_factory: Callable[..., Baton]) -> None:
+def test_flushall_with_queued_and_running_work(
+    own_redis: str, baton_factory: Callable[..., Baton]
+) -> None:
     # FLUSHALL wipes every DB of a server: on a Redis of our own, other test runs are safe.
     baton = baton_factory(redis=own_redis)
     ids = [baton.submit(**_counter(f"job-{n}")) for n in range(3)]
     baton.start_worker("worker-a")
-    wait_until(lambda: baton.get(ids[0])["status"] == "running", timeout=30, what="the first job to run")
-    wait_until(lambda: (baton.get(ids[0])["attempts"][0]["progress_step"] or 0) >= 3, timeout=30, what="progress")
+    wait_until(
+        lambda: baton.get(ids[0])["status"] == "running", timeout=30, what="the first job to run"
+    )
+    wait_until(
+        lambda: (baton.get(ids[0])["attempts"][0]["progress_step"] or 0) >= 3,
+        timeout=30,
+        what="progress",
+    )
     statuses = [baton.get(i)["status"] for i in ids]
     assert statuses[0] == "running" and statuses[1:] == ["queued", "queued"]
 

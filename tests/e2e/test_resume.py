@@ -23,7 +23,9 @@ COUNTER = {
 }
 
 
-def test_killed_worker_is_resumed_elsewhere_exactly_once(baton_factory: Callable[..., Baton]) -> None:
+def test_killed_worker_is_resumed_elsewhere_exactly_once(
+    baton_factory: Callable[..., Baton],
+) -> None:
     baton = baton_factory()
     experiment_id = baton.submit(**COUNTER)
     worker_a = baton.start_worker("worker-a")
@@ -43,7 +45,9 @@ def test_killed_worker_is_resumed_elsewhere_exactly_once(baton_factory: Callable
     assert first["outcome"] == "lost" and second["outcome"] == "succeeded"
     assert first["worker_id"] != second["worker_id"]
     resumed = second["resumed_from_step"]
-    assert resumed is not None and resumed > 0, "worker B must resume from a checkpoint, not from zero"
+    assert resumed is not None and resumed > 0, (
+        "worker B must resume from a checkpoint, not from zero"
+    )
     assert resumed == first["last_checkpoint_step"]
     # The resumed run's final output is the uninterrupted run's.
     assert body["result"]["digest"] == expected_digest(STEPS)
@@ -55,7 +59,9 @@ def test_killed_worker_is_resumed_elsewhere_exactly_once(baton_factory: Callable
 
     # The killed attempt's token comes back late: refused, and nothing changes.
     with Session(make_engine(baton.settings.resolved_database_url)) as session:
-        stale = session.exec(select(Attempt).where(Attempt.experiment_id == experiment_id, Attempt.number == 1)).one()
+        stale = session.exec(
+            select(Attempt).where(Attempt.experiment_id == experiment_id, Attempt.number == 1)
+        ).one()
     late = httpx.post(
         f"{baton.stack.url}/api/v1/leases/complete",
         json={"lease_token": stale.lease_token, "result": {"digest": "bogus"}},
@@ -72,7 +78,11 @@ def test_killed_worker_is_resumed_elsewhere_exactly_once(baton_factory: Callable
     def notices() -> list[dict[str, object]]:
         if not log.exists():
             return []
-        return [n for n in map(json.loads, log.read_text().splitlines()) if n["experiment_id"] == experiment_id]
+        return [
+            n
+            for n in map(json.loads, log.read_text().splitlines())
+            if n["experiment_id"] == experiment_id
+        ]
 
     assert wait_until(notices, timeout=20, what="the completion notice")
     assert [n["status"] for n in notices()] == ["succeeded"]

@@ -17,7 +17,9 @@ from orchestrator.settings import Settings
 from tests.support.stack import SECRET
 
 
-def make_settings(*, database_url: str, redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
+def make_settings(
+    *, database_url: str, redis_url: str, data_dir: Path, **overrides: Any
+) -> Settings:
     values: dict[str, Any] = {
         "BATON_ENV": "test",
         "BATON_SECRET_KEY": SECRET,

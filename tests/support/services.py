@@ -23,8 +23,22 @@ from redis import Redis
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 REDIS_START = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
 ]
 CLAIM_KEY = "baton-tests:claimed-by"
 
@@ -68,7 +82,11 @@ def redis_service(tmp: Path) -> Iterator[RedisService]:
             client = Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
             if client.dbsize() == 0 and client.set(CLAIM_KEY, token, nx=True, ex=6 * 3600):
                 try:
-                    yield RedisService(url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}", how=f"local server, DB {db}", client=client)
+                    yield RedisService(
+                        url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}",
+                        how=f"local server, DB {db}",
+                        client=client,
+                    )
                 finally:
                     client.flushdb()
                     client.close()

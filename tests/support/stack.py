@@ -1,4 +1,4 @@
-"""Real processes for end-to-end tests: `baton serve` (uvicorn), `baton rq-worker`, `baton-worker`."""
+"""Real processes for end-to-end tests: `baton serve`, `baton rq-worker`, `baton-worker`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition"
+) -> Any:
     end = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -108,7 +110,11 @@ class Stack:
         log = self.root / f"{name}.log"
         with log.open("ab") as out:
             popen = subprocess.Popen(
-                argv, env=env or self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                env=env or self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
@@ -117,7 +123,16 @@ class Stack:
     def start_api(self) -> Proc:
         self.api = self._spawn(
             f"api-{len(self.procs)}",
-            [sys.executable, "-m", "orchestrator", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
         )
         api = self.api
 
@@ -139,8 +154,22 @@ class Stack:
         return self._spawn(
             name,
             [
-                sys.executable, "-m", "worker", "--api", self.url, "--token", token, "--name", name,
-                "--work-dir", str(self.root / name), "--claim-wait", "5", "--kill-grace", "10", *extra,
+                sys.executable,
+                "-m",
+                "worker",
+                "--api",
+                self.url,
+                "--token",
+                token,
+                "--name",
+                name,
+                "--work-dir",
+                str(self.root / name),
+                "--claim-wait",
+                "5",
+                "--kill-grace",
+                "10",
+                *extra,
             ],
             env=env,
         )

@@ -12,7 +12,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def register(client: TestClient, token: str, **host: Any) -> int:
-    response = client.post("/api/v1/workers/register", json={"name": "w", **host}, headers=bearer(token))
+    response = client.post(
+        "/api/v1/workers/register", json={"name": "w", **host}, headers=bearer(token)
+    )
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
 
@@ -30,7 +32,9 @@ def claim(client: TestClient, token: str, worker_id: int, wait: float = 0) -> di
 
 def finish(client: TestClient, token: str, verb: str, grant: dict[str, Any], **body: Any) -> Any:
     response = client.post(
-        f"/api/v1/leases/{verb}", json={"lease_token": grant["lease_token"], **body}, headers=bearer(token)
+        f"/api/v1/leases/{verb}",
+        json={"lease_token": grant["lease_token"], **body},
+        headers=bearer(token),
     )
     assert response.status_code == 200, response.text
     return response.json()

@@ -12,8 +12,13 @@ from tests.e2e.conftest import baton_factory  # noqa: F401  (the real-process st
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 # Screenshots land here (git-ignored) for a person to look at.
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

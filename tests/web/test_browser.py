@@ -57,7 +57,9 @@ def test_admin_watches_a_job_progress_live_and_cancels_it(
 ) -> None:
     baton = baton_factory()
     counter = baton.submit(
-        name="counter-demo", kind="demo.counter", priority=10,
+        name="counter-demo",
+        kind="demo.counter",
+        priority=10,
         config={"steps": 600, "step_seconds": 0.25, "checkpoint_every": 20},
     )
     command = f"{sys.executable} -c {shlex.quote(TRAINER)}"

@@ -19,7 +19,11 @@ T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 def _attempt(**fields: object) -> Attempt:
     values: dict[str, object] = {
-        "experiment_id": 1, "number": 1, "lease_token": "t", "started_at": T0, "heartbeat_at": T0,
+        "experiment_id": 1,
+        "number": 1,
+        "lease_token": "t",
+        "started_at": T0,
+        "heartbeat_at": T0,
     }
     values.update(fields)
     return Attempt(**values)
@@ -45,9 +49,7 @@ def test_history_keeps_the_whole_curve_within_the_cap(
             metric_history.record(session, attempt, step=step, values={"loss": 1 / step})
             metric_history.record(session, attempt, step=step, values={"loss": 1 / step})
         session.commit()
-        steps = session.exec(
-            select(MetricSample.step).order_by(col(MetricSample.id))
-        ).all()
+        steps = session.exec(select(MetricSample.step).order_by(col(MetricSample.id))).all()
     engine.dispose()
     assert len(steps) <= 10, "capped"
     assert steps[0] == 1 and steps[-1] == 30, "the first and the newest sample survive thinning"
@@ -56,7 +58,9 @@ def test_history_keeps_the_whole_curve_within_the_cap(
 
 def test_progress_rate_counts_from_the_resume_point() -> None:
     attempt = _attempt(
-        resumed_from_step=100, progress_step=160, progress_total=400,
+        resumed_from_step=100,
+        progress_step=160,
+        progress_total=400,
         heartbeat_at=T0 + timedelta(seconds=30),
     )
     progress = progress_of(attempt)
@@ -68,12 +72,14 @@ def test_progress_rate_counts_from_the_resume_point() -> None:
 
 def test_busy_span_of_a_lost_attempt_ends_at_its_last_heartbeat() -> None:
     lost = _attempt(
-        heartbeat_at=T0 + timedelta(minutes=5), ended_at=T0 + timedelta(minutes=9),
+        heartbeat_at=T0 + timedelta(minutes=5),
+        ended_at=T0 + timedelta(minutes=9),
         outcome=AttemptOutcome.lost,
     )
     assert busy_span(lost) == (T0, T0 + timedelta(minutes=5))
     done = _attempt(
-        heartbeat_at=T0 + timedelta(minutes=5), ended_at=T0 + timedelta(minutes=6),
+        heartbeat_at=T0 + timedelta(minutes=5),
+        ended_at=T0 + timedelta(minutes=6),
         outcome=AttemptOutcome.succeeded,
     )
     assert busy_span(done)[1] == T0 + timedelta(minutes=6)

@@ -83,7 +83,11 @@ def build_manifest(ref: CheckpointRef, source: Path) -> dict[str, Any]:
         # The store writes its own manifest there; the job's file would be overwritten.
         raise CheckpointError(f"a checkpoint may not contain a top-level {MANIFEST} (reserved)")
     files = [
-        {"path": p.relative_to(source).as_posix(), "size": p.stat().st_size, "sha256": file_digest(p)}
+        {
+            "path": p.relative_to(source).as_posix(),
+            "size": p.stat().st_size,
+            "sha256": file_digest(p),
+        }
         for p in sorted(source.rglob("*"))
         if p.is_file()
     ]

@@ -76,4 +76,6 @@ class LocalCheckpointStore:
 
     def size_bytes(self, ref: CheckpointRef) -> int:
         target = self._dir(ref)
-        return sum(p.stat().st_size for p in target.rglob("*") if p.is_file() and p.name != MANIFEST)
+        return sum(
+            p.stat().st_size for p in target.rglob("*") if p.is_file() and p.name != MANIFEST
+        )

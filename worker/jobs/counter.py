@@ -66,7 +66,9 @@ def main() -> int:
     return 0
 
 
-def save(ctx: JobContext, scratch: Path, step: int, digest: str, history: list[dict[str, int]]) -> None:
+def save(
+    ctx: JobContext, scratch: Path, step: int, digest: str, history: list[dict[str, int]]
+) -> None:
     (scratch / STATE).write_text(json.dumps({"step": step, "digest": digest, "history": history}))
     ctx.checkpoint(scratch, step)
 

@@ -48,12 +48,9 @@ class ContractRun:
         self.stop_file = self.root / "stop"
         self.output_dir = self.root / "output"
 
-    def env(self) -> dict[str, str]:
+    def contract_vars(self) -> dict[str, str]:
+        """The job-contract environment variables of this attempt, and nothing else."""
         env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
-            ),
             ENV_EXPERIMENT_ID: "exp-test",
             ENV_ATTEMPT: str(self.attempt),
             ENV_CONFIG: str(self.config_file),
@@ -61,12 +58,20 @@ class ContractRun:
             ENV_PROGRESS_FILE: str(self.progress_file),
             ENV_STOP_FILE: str(self.stop_file),
             ENV_OUTPUT_DIR: str(self.output_dir),
-            **self.extra_env,
         }
         if self.resume_dir is not None:
             env[ENV_RESUME_DIR] = str(self.resume_dir)
             env[ENV_RESUME_STEP] = str(int(self.resume_dir.name.removeprefix(STAGED_PREFIX)))
         return env
+
+    def env(self) -> dict[str, str]:
+        pythonpath = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(pythonpath),
+            **self.contract_vars(),
+            **self.extra_env,
+        }
 
     def start(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(

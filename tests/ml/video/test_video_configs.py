@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -15,6 +17,8 @@ from ml.video.configs import (
     TrainConfig,
     validate_config,
 )
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "video"
 
 
 def test_configs_module_imports_without_torch_or_numpy() -> None:
@@ -71,3 +75,9 @@ def test_invalid_configs_are_rejected(kind: str, config: dict[str, object]) -> N
 def test_unknown_kind_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown"):
         validate_config("ml.video.nope", {})
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.json")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path: Path) -> None:
+    kind = {"dataset": KIND_DATASET, "train": KIND_TRAIN, "compare": KIND_COMPARE}
+    validate_config(kind[path.name.split("_")[0]], json.loads(path.read_text()))

@@ -93,7 +93,14 @@ def test_compare_ranks_result_dicts_and_run_directories(tmp_path: Path) -> None:
     run_dir = tmp_path / "slowfast-run"
     run_dir.mkdir()
     (run_dir / METRICS_FILE).write_text(
-        json.dumps({"backbone": "slowfast", "test_accuracy": 0.97, "forecast_horizon": 4})
+        json.dumps(
+            {
+                "experiment_id": "exp-7",
+                "backbone": "slowfast",
+                "test_accuracy": 0.97,
+                "forecast_horizon": 4,
+            }
+        )
     )
     runs: list[dict[str, object] | str] = [
         {"backbone": "i3d", "test_accuracy": 0.91, "test_forecast_nmae_at_horizon": 0.08},
@@ -101,12 +108,12 @@ def test_compare_ranks_result_dicts_and_run_directories(tmp_path: Path) -> None:
         {"name": "broken", "backbone": "i3d"},
     ]
     rows = compare_runs(runs, "test_accuracy", higher_is_better=True)
-    assert [r["name"] for r in rows] == ["slowfast-run", "i3d", "broken"]
+    assert [r["name"] for r in rows] == ["exp-7", "i3d", "broken"]
     by_error = compare_runs(runs[:1], "test_forecast_nmae_at_horizon", higher_is_better=False)
     assert by_error[0]["name"] == "i3d"
     table = markdown_table(rows)
     assert "nMAE@4" in table
-    assert "| slowfast-run | slowfast | 97.0% |" in table
+    assert "| exp-7 | slowfast | 97.0% |" in table
     md, data = write_comparison(rows, tmp_path / "out")
     assert md.read_text() == table
-    assert [r["name"] for r in json.loads(data.read_text())] == ["slowfast-run", "i3d", "broken"]
+    assert [r["name"] for r in json.loads(data.read_text())] == ["exp-7", "i3d", "broken"]

@@ -24,7 +24,7 @@ from ml.video.train import STATE_FILE
 from worker.context import STAGED_PREFIX
 
 CHECKPOINT_EVERY = 10
-MAX_STEPS = 300
+MAX_STEPS = 120
 
 
 def job_config(dataset_dir: Path, backbone: str) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def job_config(dataset_dir: Path, backbone: str) -> dict[str, Any]:
         "test_fraction": 0.25,
         "batch_size": 8,
         "max_steps": MAX_STEPS,
-        "eval_every": 25,
+        "eval_every": 20,
         "checkpoint_every": CHECKPOINT_EVERY,
         "log_every": 5,
         "warmup_steps": 20,
@@ -147,6 +147,8 @@ def test_killed_run_resumes_to_identical_metrics(
     resume_and_compare(killed, result, ref.root, tmp_path)
 
 
+# The graceful path shares the resume code with the kill test: one backbone is enough.
+@pytest.mark.parametrize("reference", ["slowfast"], indirect=True)
 def test_stopped_run_checkpoints_exits_and_resumes_to_identical_metrics(
     reference: tuple[dict[str, Any], Attempt], tmp_path: Path
 ) -> None:
@@ -156,8 +158,7 @@ def test_stopped_run_checkpoints_exits_and_resumes_to_identical_metrics(
     stopped.wait_for_checkpoint(CHECKPOINT_EVERY)
     stopped.process.send_signal(signal.SIGTERM)
     assert stopped.finish() == EXIT_STOPPED, stopped.stderr
-    # SIGTERM means "checkpoint now": the last checkpoint is where it stopped, not a
-    # scheduled one.
+    # SIGTERM means "checkpoint now": no reported step is newer than the last checkpoint.
     last = stopped.messages("checkpoint")[-1]["step"]
-    assert last == stopped.messages("progress")[-1]["step"] or last % CHECKPOINT_EVERY != 0
+    assert all(m["step"] <= last for m in stopped.messages("progress"))
     resume_and_compare(stopped, result, ref.root, tmp_path)
