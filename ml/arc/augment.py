@@ -22,7 +22,8 @@ class NotInvertibleError(ValueError):
 
 
 class GridTransform(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def apply(self, grid: Grid) -> Grid: ...
 
@@ -189,10 +190,12 @@ def _verified(original: Grid, grid: Grid, transform: GridTransform) -> Grid:
 
 _SCALED = re.compile(r"(upscale|repeat)(_h|_w)?(\d+)")
 _REFLECT = re.compile(r"reflect_(ud|lr)(_rev)?")
+_COLORS = re.compile(r"colors(\d+)")
 
 
 def transform_from_name(name: str) -> GridTransform:
-    """Parse a transform name such as ``rot90``, ``upscale_h2`` or ``transpose+upscale2``."""
+    """Parse a transform name such as ``rot90``, ``upscale_h2`` or ``transpose+upscale2``;
+    the inverse of ``.name``."""
     if "+" in name:
         return Chain(tuple(transform_from_name(part) for part in name.split("+")))
     if name in _DIHEDRAL:
@@ -206,6 +209,8 @@ def transform_from_name(name: str) -> GridTransform:
         return Upscale(rows, cols) if kind == "upscale" else Repeat(rows, cols)
     if match := _REFLECT.fullmatch(name):
         return Reflect(0 if match.group(1) == "ud" else 1, mirror_first=bool(match.group(2)))
+    if match := _COLORS.fullmatch(name):
+        return ColorPermutation(tuple(int(digit) for digit in match.group(1)))
     raise ValueError(f"unknown transform {name!r}")
 
 

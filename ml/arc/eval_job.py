@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ml.arc.cli import job_context
 from ml.arc.configs import EVAL_KIND, EvalJobConfig
 from ml.arc.data import load_tasks
 from ml.arc.scoring import read_submission, regression, score
@@ -53,8 +54,8 @@ def run(ctx: JobContext, config: EvalJobConfig) -> None:
     ctx.result(**values)
 
 
-def main() -> int:
-    ctx = JobContext.from_env()
+def main(argv: list[str] | None = None) -> int:
+    ctx = job_context("python -m ml.arc.eval_job", "Score an ARC submission.json.", argv)
     try:
         run(ctx, EvalJobConfig.model_validate(ctx.config))
     except ValidationError as exc:

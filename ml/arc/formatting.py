@@ -49,11 +49,10 @@ CODECS: dict[str, GridCodec] = {"python_list": PythonListCodec(), "digits": Digi
 
 @dataclass(frozen=True)
 class Rendered:
-    """A training text, the character spans that carry loss, and where the prompt ends."""
+    """A training text and the character spans that carry loss."""
 
     text: str
     loss_spans: tuple[tuple[int, int], ...]
-    prompt_chars: int
 
 
 class PromptBuilder:
@@ -79,15 +78,19 @@ class PromptBuilder:
         )
         return self.settings.system_prompt + shots
 
+    def _messages(self, episode: Episode) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self._system(episode)},
+            {"role": "user", "content": self.query_text(episode.query)},
+        ]
+
     def prompt(self, episode: Episode) -> str:
         """The text the model continues with its answer."""
-        system, user = self._system(episode), self.query_text(episode.query)
+        messages = self._messages(episode)
         if not self.chat:
-            return system + user
+            return "".join(message["content"] for message in messages)
         return self.tokenizer.apply_chat_template(
-            [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            tokenize=False,
-            add_generation_prompt=True,
+            messages, tokenize=False, add_generation_prompt=True
         )
 
     def render(self, episode: Episode, *, loss_on_demos: bool) -> Rendered:
@@ -97,13 +100,8 @@ class PromptBuilder:
         prompt = self.prompt(episode)
         answer = self.answer_text(episode.answer)
         if self.chat:
-            system, user = self._system(episode), self.query_text(episode.query)
             text = self.tokenizer.apply_chat_template(
-                [
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": user},
-                    {"role": "assistant", "content": answer},
-                ],
+                [*self._messages(episode), {"role": "assistant", "content": answer}],
                 tokenize=False,
             )
             if not text.startswith(prompt):
@@ -113,7 +111,7 @@ class PromptBuilder:
         spans = self._demo_output_spans(text, episode) if loss_on_demos else []
         # The answer span runs to the end so the model also learns to stop (end-of-turn).
         spans.append((len(prompt), len(text)))
-        return Rendered(text, tuple(spans), len(prompt))
+        return Rendered(text, tuple(spans))
 
     def _demo_output_spans(self, text: str, episode: Episode) -> list[tuple[int, int]]:
         spans, cursor = [], 0

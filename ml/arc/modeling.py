@@ -64,7 +64,7 @@ def load_model(settings: ModelSettings, device: str) -> tuple[Any, Any]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = compute_dtype(device)
-    kwargs: dict[str, Any] = {"dtype": dtype, "gguf_file": gguf_file}
+    kwargs: dict[str, Any] = {"dtype": dtype, "gguf_file": gguf_file, "device_map": {"": device}}
     if settings.load_in_4bit:
         from transformers import BitsAndBytesConfig
 
@@ -74,10 +74,7 @@ def load_model(settings: ModelSettings, device: str) -> tuple[Any, Any]:
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
         )
-        kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    if not settings.load_in_4bit:
-        model.to(device)
     return prepare_base(model, settings), tokenizer
 
 
@@ -95,7 +92,7 @@ def prepare_base(model: Any, settings: ModelSettings) -> Any:
     else:
         model.requires_grad_(False)
         if settings.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
     return model
 
 

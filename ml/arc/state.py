@@ -32,9 +32,6 @@ LAST_ADAPTER_DIR = "last_adapter"
 INFLIGHT_DIR = "inflight"
 INFLIGHT_FILE = "train.pt"
 
-PHASE_TRAIN = "train"
-PHASE_PREDICT = "predict"
-
 
 @dataclass
 class RunState:
@@ -64,7 +61,7 @@ class RunState:
                 "resuming would mix two experiments"
             )
         if raw.get("inflight_task"):
-            require_files(source / INFLIGHT_DIR, [INFLIGHT_FILE])
+            require_files(source, [f"{INFLIGHT_DIR}/{INFLIGHT_FILE}"])
         predictions = read_json(source / PREDICTIONS_FILE)
         shutil.copytree(source, root, dirs_exist_ok=True)
         try:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ml.arc.configs import EarlyStopping, TrainSettings
-from ml.arc.data import ArcTask, batched
+from ml.arc.data import ArcTask, Episode, batched
 from ml.arc.formatting import PromptBuilder
 from ml.arc.ttt_data import ttt_episodes
 from ml.common.seeding import derive_seed
@@ -26,7 +26,7 @@ class EncodedExample:
     """Token ids where the loss applies, IGNORE_INDEX elsewhere."""
 
 
-def encode(builder: PromptBuilder, episode: Any, *, loss_on_demos: bool) -> EncodedExample:
+def encode(builder: PromptBuilder, episode: Episode, *, loss_on_demos: bool) -> EncodedExample:
     """Tokenize a rendered episode; a token carries loss if it overlaps a loss span."""
     rendered = builder.render(episode, loss_on_demos=loss_on_demos)
     encoding = builder.tokenizer(

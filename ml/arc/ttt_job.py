@@ -13,31 +13,25 @@ import logging
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from ml.arc.cli import job_context
 from ml.arc.configs import TTT_KIND, TTTJobConfig
 from ml.arc.data import ArcTask, load_tasks
 from ml.arc.formatting import PromptBuilder
-from ml.arc.inference import as_attempts, predict_task
-from ml.arc.modeling import (
-    GPURequiredError,
-    attach_lora,
-    check_quantization,
-    detach_lora,
-    load_model,
-    save_adapter,
-)
+from ml.arc.inference import as_attempts
+from ml.arc.modeling import GPURequiredError, check_quantization, load_model, save_adapter
 from ml.arc.scoring import complete_submission, score, write_submission
-from ml.arc.state import PHASE_PREDICT, PHASE_TRAIN, RunState
-from ml.arc.ttt import AdapterTrainer, training_set
+from ml.arc.solve import PHASE_TRAIN, TaskHooks, solve_task
+from ml.arc.state import RunState
+from ml.arc.ttt import AdapterTrainer
 from ml.common.checkpoints import CheckpointError
 from ml.common.device import DeviceUnavailableError, choose_device
 from ml.common.envstamp import config_hash, env_stamp, write_env_stamp
-from ml.common.seeding import derive_seed, seed_everything
+from ml.common.seeding import seed_everything
 from ml.common.tracking import MetricsLogger
 from worker.context import JobContext
 
@@ -102,79 +96,31 @@ class TTTJob:
 
     def _solve(self, task: ArcTask) -> bool:
         """Train and predict one task; False if a stop request interrupted it."""
-        cfg, started = self.cfg, time.monotonic()
-        task_seed = derive_seed(cfg.seed, task.task_id)
         saved = self.state.load_inflight(task.task_id, map_location=self.device)
-        phase = self.state.inflight_phase if saved is not None else PHASE_TRAIN
-        stats: dict[str, Any] = {"examples": 0, "steps": 0}
-        examples = []
-        if cfg.train.enabled:
-            examples = training_set(
-                task, cfg.train, self.builder, seed=task_seed, max_seq_len=cfg.model.max_seq_len
-            )
-        # A task with a single demonstration has no leave-one-out examples: no adapter.
-        predictor = attach_lora(self.model, cfg.lora, task_seed) if examples else self.model
-        try:
-            if examples:
-                trainer = AdapterTrainer(
-                    predictor,
-                    examples,
-                    cfg.train,
-                    seed=task_seed,
-                    device=self.device,
-                    pad_id=self.builder.tokenizer.pad_token_id,
-                )
-                if saved is not None:
-                    trainer.load_state_dict(saved)
-                    self.resumed = {"resumed_task": task.task_id, "resumed_at_step": trainer.step}
-                if phase == PHASE_TRAIN and not self._train(task, trainer):
-                    return False
-                stats.update(
-                    examples=len(examples),
-                    steps=trainer.step,
-                    total_steps=trainer.total_steps,
-                    final_loss=trainer.losses[-1] if trainer.losses else None,
-                    stopped_early=trainer.stopped_early,
-                )
-            guesses = predict_task(
-                predictor,
-                self.builder,
-                task,
-                cfg.inference,
-                seed=derive_seed(cfg.seed, task.task_id, "inference"),
-                device=self.device,
-                max_seq_len=cfg.model.max_seq_len,
+        if saved is not None:
+            self.resumed = {"resumed_task": task.task_id, "resumed_at_step": int(saved["step"])}
+        outcome = solve_task(
+            self.model,
+            self.builder,
+            task,
+            self.cfg,
+            device=self.device,
+            saved=saved,
+            saved_phase=(self.state.inflight_phase or PHASE_TRAIN) if saved else PHASE_TRAIN,
+            hooks=TaskHooks(
                 should_stop=self.ctx.should_stop,
-            )
-            if guesses is None:
-                if examples:
-                    self._checkpoint_inflight(task, trainer, PHASE_PREDICT)
-                return False
-            if examples:
-                self._keep_adapter(task, predictor)
-        finally:
-            if examples:
-                self.model = detach_lora(predictor)
-        stats["seconds"] = round(time.monotonic() - started, 3)
-        self.state.finish(task.task_id, as_attempts(guesses), stats)
+                checkpoint=lambda trainer, phase: self._checkpoint_inflight(task, trainer, phase),
+                on_step=lambda step, loss: self.metrics.log(step, **{f"loss/{task.task_id}": loss}),
+                keep_adapter=lambda adapter: self._keep_adapter(task, adapter),
+            ),
+        )
+        if outcome.guesses is None:
+            return False
+        self.state.finish(task.task_id, as_attempts(outcome.guesses), outcome.stats)
         self._checkpoint()
         if task.test_outputs is not None:
             solved = score([task], {task.task_id: self.state.predictions[task.task_id]})
             self.metrics.log(len(self.state.finished), task_solved_outputs=solved.solved_outputs)
-        return True
-
-    def _train(self, task: ArcTask, trainer: AdapterTrainer) -> bool:
-        outcome = trainer.run(
-            should_stop=self.ctx.should_stop,
-            on_checkpoint=lambda: self._checkpoint_inflight(task, trainer, PHASE_TRAIN),
-            on_step=lambda step, loss: self.metrics.log(step, **{f"loss/{task.task_id}": loss}),
-        )
-        if outcome.interrupted:
-            self._checkpoint_inflight(task, trainer, PHASE_TRAIN)
-            return False
-        if self.cfg.train.checkpoint_every_steps:
-            # Training is the expensive part: do not redo it if prediction is interrupted.
-            self._checkpoint_inflight(task, trainer, PHASE_PREDICT)
         return True
 
     def _keep_adapter(self, task: ArcTask, peft_model: Any) -> None:
@@ -212,7 +158,8 @@ class TTTJob:
             **self.resumed,
         }
         if all(task.test_outputs is not None for task in tasks):
-            report = score(tasks, submission)
+            # Scored before the fallback fill, so that "no parsable grid" shows as missing.
+            report = score(tasks, self.state.predictions)
             (self.output_dir / "scores.json").write_text(json.dumps(report.to_json(), indent=1))
             (self.output_dir / "report.md").write_text(report.markdown())
             values.update(
@@ -224,9 +171,13 @@ class TTTJob:
         self.ctx.result(**values)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    ctx = JobContext.from_env()
+    ctx = job_context(
+        "python -m ml.arc.ttt_job",
+        "Test-time train one LoRA adapter per ARC task and predict.",
+        argv,
+    )
     try:
         config = TTTJobConfig.model_validate(ctx.config)
         return TTTJob(ctx, config).run()

@@ -72,6 +72,5 @@ def _start_wandb(log_dir: Path, run_name: str, config: Mapping[str, Any], projec
         name=run_name,
         config=dict(config),
         dir=str(log_dir),
-        mode=os.environ.get("WANDB_MODE", "online"),
         reinit="finish_previous",
     )
