@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ml.common.device import DevicePreference
+
 KIND_DATASET = "ml.video.dataset"
 KIND_TRAIN = "ml.video.train"
 KIND_COMPARE = "ml.video.compare"
@@ -17,7 +19,6 @@ KIND_COMPARE = "ml.video.compare"
 Style = Literal["dot", "trail"]
 Backbone = Literal["i3d", "slowfast"]
 Head = Literal["classify", "forecast"]
-Device = Literal["auto", "cuda", "mps", "cpu"]
 
 
 class _Strict(BaseModel):
@@ -50,7 +51,7 @@ class DatasetConfig(_Strict):
         default_factory=lambda: [0.005, 0.01, 0.02, 0.03, 0.05], min_length=1
     )
     phase_offsets: list[float] = Field(default_factory=lambda: [0.0, 1 / 3, 2 / 3], min_length=1)
-    styles: list[Style] = Field(default_factory=lambda: ["dot", "trail"], min_length=1)
+    styles: list[Style] = Field(default=["dot", "trail"], min_length=1)
     shard_size: int = Field(256, ge=1)
     workers: int = Field(2, ge=1)
 
@@ -63,7 +64,7 @@ class DatasetConfig(_Strict):
 
 class ModelConfig(_Strict):
     backbone: Backbone = "i3d"
-    heads: list[Head] = Field(default_factory=lambda: ["classify", "forecast"], min_length=1)
+    heads: list[Head] = Field(default=["classify", "forecast"], min_length=1)
     width: int = Field(16, ge=4)
     dropout: float = Field(0.1, ge=0, lt=1)
     # SlowFast: the slow pathway sees every alpha-th frame; the fast one has width/beta_inv.
@@ -93,7 +94,7 @@ class TrainConfig(_Strict):
     early_stopping_patience: int | None = Field(5, ge=1)
     log_every: int = Field(10, ge=1)
     seed: int = 0
-    device: Device = "auto"
+    device: DevicePreference = "auto"
     amp: bool = True
     num_threads: int | None = Field(None, ge=1)
 
@@ -114,7 +115,8 @@ class TrainConfig(_Strict):
 class CompareConfig(_Strict):
     """ml.video.compare: each run is a finished training's result dict or its output directory."""
 
-    runs: list[dict[str, Any] | str] = Field(min_length=1)
+    # Empty under Baton: the results of the ml.video.train experiments it depends on.
+    runs: list[dict[str, Any] | str] = Field(default_factory=list)
     # Rank by this result key; lower is better for error metrics.
     rank_by: str = "test_accuracy"
     higher_is_better: bool = True

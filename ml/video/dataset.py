@@ -17,14 +17,15 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ml.common.checkpoints import write_json_atomic
 from ml.video.camera import Camera
-from ml.video.configs import DatasetConfig
+from ml.video.configs import DatasetConfig, Style
 from ml.video.render import render_video
 from ml.video.trajectories import CLASS_NAMES, sample_trajectory
 
@@ -50,7 +51,7 @@ class VideoDataset:
 
     def subset(self, indices: torch.Tensor) -> VideoDataset:
         picked = indices.tolist()
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             values[f.name] = (
@@ -63,7 +64,7 @@ class VideoDataset:
 
     @classmethod
     def concat(cls, parts: list[VideoDataset]) -> VideoDataset:
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             items = [getattr(p, f.name) for p in parts]
             values[f.name] = (
@@ -88,9 +89,10 @@ def generate_sample(config: DatasetConfig, index: int, label: int) -> dict[str, 
         roll = float(rng.choice(cam_cfg.rolls_deg))
         phase = float(rng.choice(config.phase_offsets))
         noise = float(rng.choice(config.noise_levels))
-        style = str(rng.choice(config.styles))
+        style = cast(Style, str(rng.choice(config.styles)))
     else:
-        camera_index, roll, phase, noise, style = 0, 0.0, 0.0, 0.0, config.styles[0]
+        camera_index, roll, phase, noise = 0, 0.0, 0.0, 0.0
+        style = config.styles[0]
     trajectory = sample_trajectory(label, config.num_frames, rng, phase)
     camera = Camera.orbit(
         cam_cfg.distance,
@@ -238,7 +240,7 @@ def write_dataset(
             {"file": shard_name(i), "start": s, "stop": e} for i, (s, e) in enumerate(ranges)
         ],
     }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    write_json_atomic(directory / MANIFEST, manifest)
     return True
 
 

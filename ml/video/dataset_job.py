@@ -1,7 +1,8 @@
 """Job kind ml.video.dataset: ``python -m ml.video.dataset_job [config.json]``.
 
 Writes the sharded dataset into the job's output directory; a training job names that
-directory as its ``dataset_dir``. A restarted job keeps the shards already written.
+directory as its ``dataset_dir``, or depends on this experiment and finds it among its
+inputs. A restarted job keeps the shards already written.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def generate(config: DatasetConfig, ctx: JobContext) -> Path:
     )
     if not finished:
         raise StopRequested
+    # Under Baton, a later stage (depends_on) may run on another machine: the dataset travels
+    # to it as this experiment's final checkpoint (ctx.inputs() there).
+    ctx.checkpoint(directory, config.num_samples)
     ctx.result(
         dataset_dir=str(directory),
         num_samples=config.num_samples,

@@ -16,6 +16,8 @@ from worker.context import JobContext
 # a process ended by SIGTERM, so it is never mistaken for success or for the job's own error.
 EXIT_STOPPED = 143
 DEFAULT_OUTPUT_DIR = Path("baton-run/output")
+# A training run's result, in its output directory: what the compare job reads.
+METRICS_FILE = "metrics.json"
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 

@@ -46,13 +46,14 @@ def task_losses(
 ) -> dict[str, torch.Tensor]:
     """Each head's loss and their weighted sum under "loss"."""
     losses: dict[str, torch.Tensor] = {}
+    weighted: list[torch.Tensor] = []
     if "classify" in outputs:
         losses["classify_loss"] = F.cross_entropy(outputs["classify"].float(), labels)
+        weighted.append(losses["classify_loss"])
     if "forecast" in outputs:
         losses["forecast_loss"] = F.smooth_l1_loss(
             outputs["forecast"].float(), future_normalised, beta=HUBER_BETA
         )
-    losses["loss"] = losses.get("classify_loss", 0.0) + forecast_weight * losses.get(
-        "forecast_loss", 0.0
-    )
+        weighted.append(forecast_weight * losses["forecast_loss"])
+    losses["loss"] = torch.stack(weighted).sum()
     return losses

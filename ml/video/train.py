@@ -25,7 +25,7 @@ from ml.common.tracking import MetricsLogger
 from ml.video.configs import TrainConfig
 from ml.video.dataset import VideoDataset, load_dataset, write_dataset
 from ml.video.evaluate import evaluate, predict, write_artifacts
-from ml.video.job import StopRequested, output_dir
+from ml.video.job import METRICS_FILE, StopRequested, output_dir
 from ml.video.losses import TargetNorm, task_losses
 from ml.video.models import build_model
 from ml.video.splits import ForecastSplit, make_splits
@@ -33,13 +33,14 @@ from ml.video.trajectories import CLASS_NAMES
 from worker.context import JobContext
 
 STATE_FILE = "training_state.pt"
-METRICS_FILE = "metrics.json"
 ENV_FILE = "env.json"
 GRAD_CLIP = 1.0
 
 
 @dataclass
 class Progress:
+    """Where training stands; saved with every checkpoint."""
+
     step: int = 0
     best_score: float | None = None
     best_step: int = 0
@@ -66,7 +67,7 @@ def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def obtain_dataset(config: TrainConfig, ctx: JobContext, out: Path) -> tuple[VideoDataset, int]:
-    """The dataset and its clip length: read from dataset_dir, or generated into ``out``."""
+    """The dataset, read from dataset_dir or generated into ``out``, and its seed."""
     if config.dataset_dir is not None:
         directory = Path(config.dataset_dir)
     else:
@@ -235,11 +236,12 @@ class Trainer:
                 self.save_checkpoint()
                 raise StopRequested
             scalars = self._train_step()
-            scalars["lr"] = self.scheduler.get_last_lr()[0]
-            if p.step % cfg.eval_every == 0 or p.step >= cfg.max_steps:
+            scalars["lr"] = float(self.scheduler.get_last_lr()[0])
+            validated = p.step % cfg.eval_every == 0 or p.step >= cfg.max_steps
+            if validated:
                 scalars.update(self._validate())
             p.finished = p.finished or p.step >= cfg.max_steps
-            if p.step % cfg.log_every == 0 or any(k.startswith("val_") for k in scalars):
+            if validated or p.step % cfg.log_every == 0:
                 tracker.log(p.step, **scalars)
                 self.ctx.progress(p.step, cfg.max_steps, **scalars)
             if p.finished or p.step % cfg.checkpoint_every == 0:
@@ -254,6 +256,7 @@ class Trainer:
         metrics, per_sample = self._evaluate(self.splits["test"])
         artifacts = write_artifacts(self.out, self.splits["test"], metrics, per_sample)
         result: dict[str, Any] = {
+            "experiment_id": self.ctx.experiment_id,
             "backbone": self.config.model.backbone,
             "heads": list(self.config.model.heads),
             "device": self.device.type,

@@ -16,6 +16,8 @@ import numpy as np
 CLASS_NAMES = ("linear", "circular", "helical", "parabolic")
 DIAMETER_RANGE = (1.2, 2.0)
 CENTRE_SPREAD = 0.25
+TURNS_RANGE = (1.4, 1.9)  # turns per unit time of circles and helices
+CLIMB_RANGE = (1.5, 2.5)  # a helix's climb per unit time, in radii
 
 
 class Motion(Protocol):
@@ -152,12 +154,13 @@ def _random_motion(label: int, rng: np.random.Generator) -> Motion:
         return Linear(_unit(rng))
     if name in ("circular", "helical"):
         u, w = _orthonormal_pair(rng)
-        # Between three quarters and one and a quarter turns per clip: a circle nearly closes.
-        omega = float(rng.choice([-1, 1]) * 2 * math.pi * rng.uniform(0.75, 1.25))
+        # Over a full turn within the observed frames: a circle visibly closes on itself,
+        # which is what tells it from a helix seen at an angle.
+        omega = float(rng.choice([-1, 1]) * 2 * math.pi * rng.uniform(*TURNS_RANGE))
         circle = Circular(1.0, omega, float(rng.uniform(0, 2 * math.pi)), u, w)
         if name == "circular":
             return circle
-        return Helical(circle, float(rng.choice([-1, 1]) * rng.uniform(0.8, 1.6)))
+        return Helical(circle, float(rng.choice([-1, 1]) * rng.uniform(*CLIMB_RANGE)))
     if name == "parabolic":
         heading = rng.uniform(0, 2 * math.pi)
         gravity = float(rng.uniform(3.0, 6.0))

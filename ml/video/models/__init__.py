@@ -13,7 +13,7 @@ from ml.video.models.slowfast import SlowFastBackbone
 __all__ = ["VideoModel", "build_model", "check_video_input"]
 
 
-def _backbone(config: ModelConfig) -> nn.Module:
+def _backbone(config: ModelConfig) -> I3DBackbone | SlowFastBackbone:
     if config.backbone == "i3d":
         return I3DBackbone(config.width)
     if config.backbone == "slowfast":

@@ -26,11 +26,13 @@ def check_video_input(video: torch.Tensor, channels: int) -> None:
         raise ValueError(f"expected an image tensor (B, T, C, H, W), got shape {shape}.{hint}")
     _, _, c, h, w = shape
     if c != channels:
-        raise ValueError(f"expected {channels} channels in (B, T, C, H, W), got shape {shape}")
+        raise ValueError(
+            f"expected an image tensor (B, T, C, H, W) with C = {channels}, got {shape}"
+        )
     if min(h, w) < MIN_IMAGE_SIZE:
         raise ValueError(
-            f"frames of {h}x{w} are too small to be images (minimum {MIN_IMAGE_SIZE}x"
-            f"{MIN_IMAGE_SIZE}), got shape {shape}"
+            f"expected an image tensor (B, T, C, H, W) with H, W >= {MIN_IMAGE_SIZE},"
+            f" got shape {shape}"
         )
 
 
@@ -61,7 +63,7 @@ class Unit3d(nn.Sequential):
         stride: tuple[int, int, int] = (1, 1, 1),
         relu: bool = True,
     ):
-        padding = tuple(k // 2 for k in kernel)
+        padding = (kernel[0] // 2, kernel[1] // 2, kernel[2] // 2)
         layers: list[nn.Module] = [
             nn.Conv3d(in_channels, out_channels, kernel, stride, padding, bias=False),
             nn.BatchNorm3d(out_channels),

@@ -39,9 +39,9 @@ class I3DBackbone(nn.Module):
         super().__init__()
         self.features = nn.Sequential(
             Unit3d(in_channels, width, (3, 5, 5), stride=(1, 2, 2)),
-            Inception3d(width, 2 * width),
             # Like I3D, pool space before time so early layers keep every frame.
             nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+            Inception3d(width, 2 * width),
             Inception3d(2 * width, 4 * width),
             nn.MaxPool3d(2, stride=2),
             Inception3d(4 * width, 8 * width),

@@ -64,7 +64,7 @@ def test_validate_config_by_kind(kind: str, config: dict[str, object], model: ty
         (KIND_TRAIN, {"learning_rate": 0.1}),  # unknown keys are refused, not ignored
         (KIND_DATASET, {"image_size": [4, 4]}),
         (KIND_DATASET, {"styles": ["glow"]}),
-        (KIND_COMPARE, {"runs": []}),
+        (KIND_COMPARE, {"rank_by": 3}),
     ],
 )
 def test_invalid_configs_are_rejected(kind: str, config: dict[str, object]) -> None:
