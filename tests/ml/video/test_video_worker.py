@@ -38,7 +38,11 @@ def _dataset() -> dict[str, Any]:
 
 
 def _train(backbone: str, heads: list[str], **extra: Any) -> dict[str, Any]:
-    return {**TRAIN, "model": {"backbone": backbone, "heads": heads, "width": 4, "alpha": 2}, **extra}
+    return {
+        **TRAIN,
+        "model": {"backbone": backbone, "heads": heads, "width": 4, "alpha": 2},
+        **extra,
+    }
 
 
 def test_train_killed_worker_resumes_with_identical_metrics(
@@ -63,7 +67,9 @@ def test_train_killed_worker_resumes_with_identical_metrics(
     reference = baton.wait_status(straight, "succeeded", "failed", "lost", timeout=300)
     assert resumed["status"] == reference["status"] == "succeeded"
     first, second = resumed["attempts"]
-    assert first["outcome"] == "lost" and second["resumed_from_step"] == first["last_checkpoint_step"]
+    assert (
+        first["outcome"] == "lost" and second["resumed_from_step"] == first["last_checkpoint_step"]
+    )
     assert len(reference["attempts"]) == 1
     for key in METRICS:
         assert resumed["result"][key] == reference["result"][key], key
@@ -121,9 +127,14 @@ def test_dataset_branches_compare_group_on_two_workers(
 
     group = wait_until(finished, timeout=600, interval=1, what="every stage to finish")
     status = {e["name"]: e["status"] for e in group["experiments"]}
-    assert status == {**dict.fromkeys(["data", *branches, "compare"], "succeeded"), "broken": "failed"}
+    assert status == {
+        **dict.fromkeys(["data", *branches, "compare"], "succeeded"),
+        "broken": "failed",
+    }
 
-    details = {name: baton.get(e["id"]) for name, e in ((e["name"], e) for e in group["experiments"])}
+    details = {
+        name: baton.get(e["id"]) for name, e in ((e["name"], e) for e in group["experiments"])
+    }
     data_end = _at(details["data"]["attempts"][-1]["ended_at"])
     branch_starts = [_at(details[b]["attempts"][0]["started_at"]) for b in branches]
     assert all(start >= data_end for start in branch_starts), "branches waited for the dataset"
