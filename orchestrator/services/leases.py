@@ -182,13 +182,7 @@ def _requeue_if_queued(runtime: Runtime, experiment_id: int) -> None:
     with session_scope(runtime.engine) as session:
         experiment = session.get(Experiment, experiment_id)
         if experiment is not None and experiment.status == ExperimentStatus.queued:
-            spec = lifecycle.requirement_of(experiment)
-            runtime.dispatcher.enqueue(
-                experiment_id=experiment_id,
-                requirement=spec,
-                priority=experiment.priority,
-                queued_at_ms=int(experiment.queued_at.timestamp() * 1000),
-            )
+            lifecycle.make_ready(runtime, experiment)()
 
 
 def _bind(

@@ -3,6 +3,9 @@ Redis side (ready sets, leases) and notifications follow only after the commit."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from sqlmodel import Session, select
 
 from orchestrator import metrics
@@ -44,6 +47,19 @@ def _requeue_spec(experiment: Experiment) -> Requeue:
     )
 
 
+def make_ready(runtime: Runtime, experiment: Experiment) -> Callable[[], None]:
+    """The Redis write that puts a queued experiment in its ready set (run after commit)."""
+    assert experiment.id is not None
+    spec = _requeue_spec(experiment)
+    return partial(
+        runtime.dispatcher.enqueue,
+        experiment_id=experiment.id,
+        requirement=spec.requirement,
+        priority=spec.priority,
+        queued_at_ms=spec.queued_at_ms,
+    )
+
+
 def queue(session: Session, runtime: Runtime, experiment: Experiment) -> None:
     """Mark queued now; put it in its ready set once the commit has happened."""
     now = utcnow()
@@ -52,18 +68,7 @@ def queue(session: Session, runtime: Runtime, experiment: Experiment) -> None:
     experiment.updated_at = now
     session.add(experiment)
     session.flush()
-    assert experiment.id is not None
-    spec = _requeue_spec(experiment)
-    experiment_id = experiment.id
-    after_commit(
-        session,
-        lambda: runtime.dispatcher.enqueue(
-            experiment_id=experiment_id,
-            requirement=spec.requirement,
-            priority=spec.priority,
-            queued_at_ms=spec.queued_at_ms,
-        ),
-    )
+    after_commit(session, make_ready(runtime, experiment))
 
 
 def _finish(

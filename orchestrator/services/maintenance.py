@@ -116,12 +116,7 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
     for experiment in queued:
         assert experiment.id is not None
         if experiment.id not in ready and experiment.id not in leased:
-            dispatcher.enqueue(
-                experiment_id=experiment.id,
-                requirement=lifecycle.requirement_of(experiment),
-                priority=experiment.priority,
-                queued_at_ms=_ms(experiment.queued_at),
-            )
+            lifecycle.make_ready(runtime, experiment)()
             report.requeued += 1
     lease_ms = int(runtime.settings.lease_seconds * 1000)
     for attempt in open_attempts:
