@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlmodel import Session, col, select
 
@@ -61,16 +61,24 @@ def link(session: Session, *, experiment_id: int, prerequisite_ids: Sequence[int
         session.add(ExperimentDependency(experiment_id=experiment_id, depends_on_id=prerequisite))
 
 
-def prerequisites(session: Session, experiment_id: int) -> list[Experiment]:
+def _linked(session: Session, *, other: Any, this: Any, experiment_id: int) -> list[Experiment]:
+    """Experiments at the ``other`` end of dependency edges whose ``this`` end is the given one."""
     return list(
         session.exec(
             select(Experiment)
-            .join(
-                ExperimentDependency, col(ExperimentDependency.depends_on_id) == col(Experiment.id)
-            )
-            .where(ExperimentDependency.experiment_id == experiment_id)
+            .join(ExperimentDependency, col(other) == col(Experiment.id))
+            .where(col(this) == experiment_id)
             .order_by(col(Experiment.id))
         ).all()
+    )
+
+
+def prerequisites(session: Session, experiment_id: int) -> list[Experiment]:
+    return _linked(
+        session,
+        other=ExperimentDependency.depends_on_id,
+        this=ExperimentDependency.experiment_id,
+        experiment_id=experiment_id,
     )
 
 
@@ -88,13 +96,9 @@ def prerequisite_ids(session: Session, experiment_ids: Sequence[int]) -> dict[in
 
 
 def dependents(session: Session, experiment_id: int) -> list[Experiment]:
-    return list(
-        session.exec(
-            select(Experiment)
-            .join(
-                ExperimentDependency, col(ExperimentDependency.experiment_id) == col(Experiment.id)
-            )
-            .where(ExperimentDependency.depends_on_id == experiment_id)
-            .order_by(col(Experiment.id))
-        ).all()
+    return _linked(
+        session,
+        other=ExperimentDependency.experiment_id,
+        this=ExperimentDependency.depends_on_id,
+        experiment_id=experiment_id,
     )

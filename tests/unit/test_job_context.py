@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,50 +14,28 @@ import pytest
 
 from worker import context as contract
 from worker.context import JobContext, staged_name
+from worker.runner import JobFiles, contract_env
 
 
-@dataclass
-class Contract:
-    root: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def progress(self) -> Path:
-        return self.root / "progress.jsonl"
-
-    @property
-    def stop(self) -> Path:
-        return self.root / "STOP"
-
-    def messages(self) -> list[dict[str, Any]]:
-        raw = self.progress.read_bytes()
-        assert raw.endswith(b"\n"), "every message is a whole line"
-        return [json.loads(line) for line in raw.splitlines()]
+def messages(job: JobFiles) -> list[dict[str, Any]]:
+    raw = job.progress.read_bytes()
+    assert raw.endswith(b"\n"), "every message is a whole line"
+    return [json.loads(line) for line in raw.splitlines()]
 
 
 @pytest.fixture
-def job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Contract:
-    """The environment the agent gives a job (worker/runner.py contract_env)."""
-    c = Contract(tmp_path / "attempt")
-    c.root.mkdir()
-    (c.root / "config.json").write_text(json.dumps({"steps": 3, "lr": 0.1}))
-    env = {
-        contract.ENV_EXPERIMENT_ID: "42",
-        contract.ENV_ATTEMPT: "2",
-        contract.ENV_CONFIG: str(c.root / "config.json"),
-        contract.ENV_CHECKPOINT_DIR: str(c.checkpoints),
-        contract.ENV_PROGRESS_FILE: str(c.progress),
-        contract.ENV_STOP_FILE: str(c.stop),
-        contract.ENV_OUTPUT_DIR: str(c.root / "output"),
-    }
+def job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobFiles:
+    """The environment the agent gives a job, built by the agent's own contract_env."""
+    files = JobFiles(tmp_path / "attempt")
+    files.root.mkdir()
+    files.config.write_text(json.dumps({"steps": 3, "lr": 0.1}))
+    env = contract_env(files, experiment_id=42, attempt=2, resume_step=None, deadline=None)
     for name in (contract.ENV_RESUME_DIR, contract.ENV_RESUME_STEP, contract.ENV_DEADLINE):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return c
+        if name.startswith("BATON_"):
+            monkeypatch.setenv(name, value)
+    return files
 
 
 def _ctx() -> JobContext:
@@ -66,7 +43,7 @@ def _ctx() -> JobContext:
     return JobContext.from_env(install_signal_handler=False)
 
 
-def test_from_env_reads_the_contract(job: Contract, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_env_reads_the_contract(job: JobFiles, monkeypatch: pytest.MonkeyPatch) -> None:
     resume = job.root / "resume"
     resume.mkdir()
     monkeypatch.setenv(contract.ENV_RESUME_DIR, str(resume))
@@ -80,20 +57,20 @@ def test_from_env_reads_the_contract(job: Contract, monkeypatch: pytest.MonkeyPa
     assert seconds_left is not None and 90 < seconds_left <= 100
 
 
-def test_fresh_start_has_nothing_to_resume(job: Contract) -> None:
+def test_fresh_start_has_nothing_to_resume(job: JobFiles) -> None:
     ctx = _ctx()
     assert ctx.resume() is None and ctx.resume_step is None and ctx.seconds_left() is None
 
 
 def test_resume_dir_that_is_not_there_means_fresh_start(
-    job: Contract, monkeypatch: pytest.MonkeyPatch
+    job: JobFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(contract.ENV_RESUME_DIR, str(job.root / "missing"))
     assert _ctx().resume() is None
 
 
 def test_checkpoint_copies_into_a_staged_step_dir_and_tells_the_agent(
-    job: Contract, tmp_path: Path
+    job: JobFiles, tmp_path: Path
 ) -> None:
     ctx = _ctx()
     scratch = tmp_path / "scratch"
@@ -111,7 +88,7 @@ def test_checkpoint_copies_into_a_staged_step_dir_and_tells_the_agent(
     assert (staged / "state.json").read_text() == '{"step": 7}'
     # Nothing half-copied is left next to it for the agent to trip over.
     assert sorted(p.name for p in job.checkpoints.iterdir()) == [staged.name]
-    assert job.messages() == [{"type": "checkpoint", "step": 7, "dir": str(staged)}]
+    assert messages(job) == [{"type": "checkpoint", "step": 7, "dir": str(staged)}]
 
 
 def test_staged_names_sort_by_step() -> None:
@@ -120,7 +97,7 @@ def test_staged_names_sort_by_step() -> None:
     assert staged_name(123) == "step-000000000123"
 
 
-def test_checkpoint_refuses_bad_input(job: Contract, tmp_path: Path) -> None:
+def test_checkpoint_refuses_bad_input(job: JobFiles, tmp_path: Path) -> None:
     ctx = _ctx()
     with pytest.raises(ValueError, match="step"):
         ctx.checkpoint(tmp_path, -1)
@@ -129,19 +106,19 @@ def test_checkpoint_refuses_bad_input(job: Contract, tmp_path: Path) -> None:
     assert not job.progress.exists(), "a refused checkpoint must not be announced"
 
 
-def test_progress_and_result_are_json_lines(job: Contract) -> None:
+def test_progress_and_result_are_json_lines(job: JobFiles) -> None:
     ctx = _ctx()
     ctx.progress(1, 3, loss=0.5)
     ctx.progress(2)
     ctx.result(digest="abc", history=[{"attempt": 1}])
-    assert job.messages() == [
+    assert messages(job) == [
         {"type": "progress", "step": 1, "total": 3, "metrics": {"loss": 0.5}},
         {"type": "progress", "step": 2, "total": None, "metrics": {}},
         {"type": "result", "values": {"digest": "abc", "history": [{"attempt": 1}]}},
     ]
 
 
-def test_should_stop_via_the_stop_file(job: Contract) -> None:
+def test_should_stop_via_the_stop_file(job: JobFiles) -> None:
     ctx = _ctx()
     assert ctx.should_stop() is False
     job.stop.touch()
@@ -166,7 +143,7 @@ _SIGTERM_SCRIPT = textwrap.dedent(
 )
 
 
-def test_should_stop_via_sigterm_when_installed(job: Contract) -> None:
+def test_should_stop_via_sigterm_when_installed(job: JobFiles) -> None:
     run = subprocess.run(
         [sys.executable, "-c", _SIGTERM_SCRIPT, "install"],
         capture_output=True,
@@ -177,7 +154,7 @@ def test_should_stop_via_sigterm_when_installed(job: Contract) -> None:
     assert run.stdout.strip() == "before=False after=True"
 
 
-def test_without_the_handler_sigterm_still_kills(job: Contract) -> None:
+def test_without_the_handler_sigterm_still_kills(job: JobFiles) -> None:
     # The control for the test above: it is the handler that turns SIGTERM into should_stop().
     run = subprocess.run(
         [sys.executable, "-c", _SIGTERM_SCRIPT, "no"], capture_output=True, text=True, timeout=60
