@@ -101,7 +101,6 @@ class Attempt:
         self.canceled = threading.Event()
         self.stop_requested = threading.Event()
         self.done = threading.Event()
-        self.reported_step: int | None = None
         self.store = open_attempt_store(
             grant["checkpoint_url"], client=agent.client, lease_token=self.token
         )
@@ -237,8 +236,7 @@ class Attempt:
         }
 
     def _heartbeat(self) -> None:
-        latest = self.uploader.latest
-        payload = self._report_fields(latest)
+        payload = self._report_fields(self.uploader.latest)
         try:
             reply = self.agent.client.heartbeat(payload)
         except LeaseLost as exc:
@@ -249,8 +247,6 @@ class Attempt:
             # The control plane is down or confused: keep the job running, try next beat.
             log.warning("heartbeat failed (%s); the job keeps running", exc)
             return
-        if latest is not None:
-            self.reported_step = latest.step
         if reply.get("action") == "cancel":
             self.canceled.set()
 

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,12 +198,3 @@ def contract_env(
     if deadline is not None:
         env[contract.ENV_DEADLINE] = str(deadline)
     return env
-
-
-def wait_for(predicate: Any, *, timeout: float, interval: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
