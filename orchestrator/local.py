@@ -151,6 +151,8 @@ def _run_demo(
 def run_local(
     settings: Settings, *, port: int, workers: int, demo: bool, exit_after_demo: bool
 ) -> int:
+    # SIGTERM unwinds like Ctrl-C, so the children and the embedded Redis are stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
@@ -218,7 +220,6 @@ def run_local(
                 if exit_after_demo:
                     return code
             print("Ctrl-C to stop.")
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
             while all(p.poll() is None for p in procs):
                 time.sleep(0.5)
             return 1
