@@ -10,7 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Shipped inside the package, so an installed wheel can migrate without a checkout.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any fixed number works: it only has to be the same for every replica.
 PG_MIGRATION_LOCK = 0x62A70
 
