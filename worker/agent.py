@@ -23,6 +23,7 @@ from worker.deadline import Session, SessionOptions, SessionWatch, open_session
 from worker.logship import LogShipper
 from worker.runner import JobFiles, JobProcess, Progress, contract_env
 from worker.tracking import wandb_env
+from worker.workdirs import WorkDirs
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +94,13 @@ class Attempt:
         self.experiment_id: int = grant["experiment_id"]
         self.number: int = grant["attempt"]
         self.token: str = grant["lease_token"]
-        self.files = JobFiles(
-            agent.config.work_dir / f"exp-{self.experiment_id}" / f"attempt-{self.number}"
+        self.directory = agent.workdirs.attempt(
+            control_plane=agent.control_plane,
+            experiment_id=self.experiment_id,
+            attempt=self.number,
+            lease_token=self.token,
         )
+        self.files = JobFiles(self.directory.path, output_dir=self.directory.output)
         self.progress = Progress()
         self.lease_lost = threading.Event()
         self.canceled = threading.Event()
@@ -116,6 +121,12 @@ class Attempt:
             self.number,
             self.grant["kind"],
         )
+        try:
+            self._run()
+        finally:
+            self._cleanup()
+
+    def _run(self) -> None:
         self.files.create()
         try:
             resume_step = self._download_resume_point()
@@ -139,7 +150,6 @@ class Attempt:
         beat.join()
         shipper.finish()  # before the final report: after it, the lease takes no more output
         self._conclude(exit_code, final)
-        self._cleanup()
 
     def _download_resume_point(self) -> int | None:
         resume = self.grant.get("resume")
@@ -285,8 +295,8 @@ class Attempt:
             log.error("gave up reporting %s for experiment %s", verb, self.experiment_id)
 
     def _cleanup(self) -> None:
-        for path in (self.files.checkpoints, self.files.resume, self.files.inputs):
-            shutil.rmtree(path, ignore_errors=True)
+        # Its output was shipped and its checkpoints uploaded: nothing here is needed again.
+        self.directory.remove()
 
 
 class Agent:
@@ -300,6 +310,8 @@ class Agent:
         self.session = Session()
         self.stop_reason = "worker stopping"
         self.worker_id: int | None = None
+        self.control_plane = ""
+        self.workdirs = WorkDirs(config.work_dir)
         self._busy = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -324,6 +336,7 @@ class Agent:
         self.deadline = self.session.deadline
         reply = self.client.register(info, stop=self.stopping)
         self.worker_id = int(reply["id"])
+        self.control_plane = str(reply["control_plane"])
         log.info("registered as worker %s (%s)", self.worker_id, info.get("platform"))
         return self.worker_id
 
@@ -333,6 +346,7 @@ class Agent:
         jobs = 0
         try:
             worker_id = self.register()
+            self.workdirs.sweep()
             SessionWatch(self.session, on_end=self._end_session, stopped=self.stopping).start()
             while not self.stopping.is_set():
                 if self.config.max_jobs is not None and jobs >= self.config.max_jobs:

@@ -11,7 +11,8 @@ from sqlmodel import col, select
 
 from orchestrator.db import commit
 from orchestrator.models import Worker
-from orchestrator.models.worker import WorkerPublic, WorkerRegister
+from orchestrator.models.instance import control_plane_id
+from orchestrator.models.worker import WorkerPublic, WorkerRegister, WorkerRegistered
 from orchestrator.services import leases
 from orchestrator.services.leases import (
     CompleteIn,
@@ -30,11 +31,18 @@ router = APIRouter(prefix="/api/v1", tags=["workers"])
 CLAIM_POLL_SECONDS = 1.0
 
 
-@router.post("/workers/register", response_model=WorkerPublic, status_code=status.HTTP_201_CREATED)
-def register(data: WorkerRegister, session: SessionDep, token: CurrentWorkerToken) -> WorkerPublic:
+@router.post(
+    "/workers/register", response_model=WorkerRegistered, status_code=status.HTTP_201_CREATED
+)
+def register(
+    data: WorkerRegister, session: SessionDep, token: CurrentWorkerToken
+) -> WorkerRegistered:
     worker = leases.register_worker(session, token=token, data=data)
+    identity = control_plane_id(session)
     commit(session)
-    return WorkerPublic.model_validate(worker)
+    return WorkerRegistered.model_validate(
+        {**WorkerPublic.model_validate(worker).model_dump(), "control_plane": identity}
+    )
 
 
 @router.get("/workers", response_model=list[WorkerPublic])

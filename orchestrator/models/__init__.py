@@ -9,6 +9,7 @@ from orchestrator.models.experiment import (
     ExperimentTag,
 )
 from orchestrator.models.group import ExperimentGroup
+from orchestrator.models.instance import ControlPlane
 from orchestrator.models.launch import KaggleLaunch
 from orchestrator.models.logs import AttemptLog
 from orchestrator.models.metrics import MetricSample
@@ -20,6 +21,7 @@ __all__ = [
     "Attempt",
     "AttemptLog",
     "AttemptOutcome",
+    "ControlPlane",
     "Experiment",
     "ExperimentDependency",
     "ExperimentGroup",

@@ -88,3 +88,8 @@ class WorkerPublic(WorkerBase):
     registered_at: datetime
     last_seen_at: datetime
     draining: bool = False
+
+
+class WorkerRegistered(WorkerPublic):
+    # Which control plane the worker now serves: its attempt directories are keyed by it.
+    control_plane: str
