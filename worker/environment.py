@@ -47,10 +47,11 @@ for p in sys.path:
     p = os.path.abspath(p) if p else p
     if p in wanted and p not in site_dirs:
         site_dirs.append(p)
+pinned = set(sys.argv[1:])
 pins = {}
 for dist in importlib.metadata.distributions():
     name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
-    if name in PINNED or name.startswith("nvidia-"):
+    if name in pinned or name.startswith("nvidia-"):
         pins.setdefault(name, dist.version)  # the first on sys.path is the one imported
 print(json.dumps({"version": sys.version, "prefix": sys.prefix,
                   "site_dirs": site_dirs, "pins": pins}))
@@ -126,10 +127,9 @@ class Environments:
 
     def _probe(self) -> _Platform:
         if self._platform is None:
-            script = _PROBE.replace("PINNED", repr(sorted(_PINNED)))
             try:
                 run = subprocess.run(
-                    [self.base_python, "-c", script],
+                    [self.base_python, "-c", _PROBE, *sorted(_PINNED)],
                     capture_output=True,
                     text=True,
                     timeout=120,
