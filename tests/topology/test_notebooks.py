@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,12 +141,47 @@ def baton_cli(cp: ControlPlane, config_dir: Path, *args: str) -> subprocess.Comp
     )
 
 
-def logs(cp: ControlPlane, *files: Path) -> str:
-    text = cp.logs_text()
-    for path in files:
-        if path.exists():
-            text += f"\n--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
-    return text
+@dataclass
+class Watch:
+    """One experiment seen from the laptop, and all that tells why it went wrong."""
+
+    cp: ControlPlane
+    http: httpx.Client
+    experiment_id: int
+    agent_logs: tuple[Path, ...]
+
+    def body(self) -> dict[str, Any]:
+        return experiment(self.http, self.experiment_id)
+
+    def diagnose(self) -> str:
+        body = self.body()
+        text = f"experiment: {json.dumps(body, indent=1)}\n{self.cp.logs_text()}"
+        for attempt in body["attempts"]:
+            job = self.http.get(
+                f"/api/v1/experiments/{self.experiment_id}/logs",
+                params={"attempt": attempt["number"]},
+            )
+            output = job.json()["text"] if job.status_code == 200 else job.text
+            text += f"\n--- job log, attempt {attempt['number']}\n{output[-4000:]}"
+        for path in self.agent_logs:
+            if path.exists():
+                text += f"\n--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+        return text
+
+    def wait(self, what: str, predicate: Any, timeout: float) -> Any:
+        try:
+            return wait_until(predicate, timeout=timeout, interval=0.5, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnose()}") from None
+
+    def finished(self, timeout: float) -> dict[str, Any]:
+        def ended() -> dict[str, Any] | None:
+            body = self.body()
+            return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+        body: dict[str, Any] = self.wait("the experiment to end", ended, timeout)
+        assert body["status"] == "succeeded", self.diagnose()
+        return body
 
 
 def test_command_with_shipped_code_resumes_on_another_notebook(
@@ -189,30 +225,18 @@ def test_command_with_shipped_code_resumes_on_another_notebook(
     token = cp.worker_token("notebooks")
     log_a, log_b = tmp_path / "logs" / "agent-a.log", tmp_path / "logs" / "agent-b.log"
     notebook_a.start_agent(api=cp.url, token=token, name="notebook-a", log=log_a)
+    watch = Watch(cp, http, experiment_id, (log_a, log_b))
 
     def uploaded() -> bool:
         attempts = experiment(http, experiment_id)["attempts"]
         return bool(attempts) and (attempts[0]["last_checkpoint_step"] or 0) >= 5
 
-    try:
-        wait_until(uploaded, timeout=180, interval=0.3, what="notebook A's checkpoint upload")
-    except AssertionError:
-        raise AssertionError(f"{experiment(http, experiment_id)}\n{logs(cp, log_a)}") from None
+    watch.wait("notebook A to upload a checkpoint", uploaded, timeout=180)
     notebook_a.kill()
     assert notebook_a.host.pids() == [], "notebook A still has processes"
     notebook_b.start_agent(api=cp.url, token=token, name="notebook-b", log=log_b)
 
-    def finished() -> dict[str, Any] | None:
-        body = experiment(http, experiment_id)
-        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
-
-    try:
-        body = wait_until(finished, timeout=180, interval=0.5, what="the experiment to finish")
-    except AssertionError:
-        raise AssertionError(
-            f"{experiment(http, experiment_id)}\n{logs(cp, log_a, log_b)}"
-        ) from None
-    assert body["status"] == "succeeded", f"{body}\n{logs(cp, log_a, log_b)}"
+    body = watch.finished(timeout=180)
     first, second = body["attempts"]
     assert (first["outcome"], second["outcome"]) == ("lost", "succeeded"), body["attempts"]
     assert first["worker_id"] != second["worker_id"]
@@ -280,15 +304,7 @@ def test_arc_ttt_runs_on_a_notebook_without_the_ml_package(
         api=cp.url, token=cp.worker_token("kaggle"), name="kaggle", log=log, extra=()
     )
 
-    def finished() -> dict[str, Any] | None:
-        body = experiment(http, experiment_id)
-        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
-
-    try:
-        body = wait_until(finished, timeout=420, interval=1, what="ml.arc.ttt to finish")
-    except AssertionError:
-        raise AssertionError(f"{experiment(http, experiment_id)}\n{logs(cp, log)}") from None
-    assert body["status"] == "succeeded", f"{body}\n{logs(cp, log)}"
+    body = Watch(cp, http, experiment_id, (log,)).finished(timeout=420)
     assert body["attempt_count"] == 1
     assert body["result"]["tasks"] == 3 and body["result"]["total_outputs"] == 4
     # The worker installed the control plane's ml wheel for the job, beside (not into) the
