@@ -9,13 +9,11 @@ control plane, which is the only address it can reach.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import importlib.util
 import json
 import os
 import subprocess
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +24,12 @@ from tests.support.cp_host import ControlPlane, experiment
 from tests.support.hosts import Topology
 from tests.support.notebooks import KAGGLE_PLATFORM, Notebook
 from tests.support.stack import wait_until
+from tests.support.wheels import write_wheel
 from tests.topology.conftest import REPO, NotebookFactory
 
 STEPS = 30
 STEP_SECONDS = 0.4
-REQ_DIST = "baton_topo_req"
+REQ_DIST = "baton-topo-req"
 
 STEPS_PY = '''\
 """The job's own module, imported from the folder it was shipped in."""
@@ -82,28 +81,6 @@ ctx.result(
     requirement=str(Path(topo_req.__file__).resolve()),
 )
 '''
-
-
-def write_wheel(out: Path, dist: str, version: str, files: dict[str, str]) -> Path:
-    """A pure-Python wheel holding ``files`` (no build backend needed)."""
-    info = f"{dist}-{version}.dist-info"
-    members = {
-        **files,
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-    }
-    record = ""
-    for name, text in members.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record += f"{name},sha256={digest.decode()},{len(text.encode())}\n"
-    record += f"{info}/RECORD,,\n"
-    path = out / f"{dist}-{version}-py3-none-any.whl"
-    out.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, text in [*members.items(), (f"{info}/RECORD", record)]:
-            archive.writestr(name, text)
-    return path
 
 
 def expected_digest(salt: str) -> str:
@@ -197,7 +174,9 @@ def test_command_with_shipped_code_resumes_on_another_notebook(
     workdir.mkdir()
     (workdir / "train.py").write_text(TRAIN_PY)
     (workdir / "steps.py").write_text(STEPS_PY)
-    wheel = write_wheel(workdir / "wheels", REQ_DIST, "1.0", {"topo_req.py": f"SALT = {salt!r}\n"})
+    wheel = write_wheel(
+        workdir / "wheels", REQ_DIST, "1.0", modules={"topo_req.py": f"SALT = {salt!r}\n"}
+    )
     spec = tmp_path / "job.json"
     spec.write_text(
         json.dumps(
