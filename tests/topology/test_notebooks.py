@@ -145,18 +145,26 @@ class Watch:
                 text += f"\n--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
         return text
 
-    def wait(self, what: str, predicate: Any, timeout: float) -> Any:
+    def wait(
+        self, what: str, predicate: Any, timeout: float, agent: subprocess.Popen[bytes]
+    ) -> Any:
+        """Poll ``predicate``; fail at once, with everything, if ``agent`` exits meanwhile."""
+
+        def check() -> Any:
+            assert agent.poll() is None, f"the agent exited ({agent.returncode})"
+            return predicate()
+
         try:
-            return wait_until(predicate, timeout=timeout, interval=0.5, what=what)
+            return wait_until(check, timeout=timeout, interval=0.5, what=what)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.diagnose()}") from None
 
-    def finished(self, timeout: float) -> dict[str, Any]:
+    def finished(self, timeout: float, agent: subprocess.Popen[bytes]) -> dict[str, Any]:
         def ended() -> dict[str, Any] | None:
             body = self.body()
             return body if body["status"] in ("succeeded", "failed", "cancelled") else None
 
-        body: dict[str, Any] = self.wait("the experiment to end", ended, timeout)
+        body: dict[str, Any] = self.wait("the experiment to end", ended, timeout, agent)
         assert body["status"] == "succeeded", self.diagnose()
         return body
 
@@ -203,19 +211,19 @@ def test_command_with_shipped_code_resumes_on_another_notebook(
 
     token = cp.worker_token("notebooks")
     log_a, log_b = tmp_path / "logs" / "agent-a.log", tmp_path / "logs" / "agent-b.log"
-    notebook_a.start_agent(api=cp.url, token=token, name="notebook-a", log=log_a)
+    agent_a = notebook_a.start_agent(api=cp.url, token=token, name="notebook-a", log=log_a)
     watch = Watch(cp, http, experiment_id, (log_a, log_b))
 
     def uploaded() -> bool:
         attempts = experiment(http, experiment_id)["attempts"]
         return bool(attempts) and (attempts[0]["last_checkpoint_step"] or 0) >= 5
 
-    watch.wait("notebook A to upload a checkpoint", uploaded, timeout=180)
+    watch.wait("notebook A to upload a checkpoint", uploaded, 180, agent_a)
     notebook_a.kill()
     assert notebook_a.host.pids() == [], "notebook A still has processes"
-    notebook_b.start_agent(api=cp.url, token=token, name="notebook-b", log=log_b)
+    agent_b = notebook_b.start_agent(api=cp.url, token=token, name="notebook-b", log=log_b)
 
-    body = watch.finished(timeout=180)
+    body = watch.finished(180, agent_b)
     first, second = body["attempts"]
     assert (first["outcome"], second["outcome"]) == ("lost", "succeeded"), body["attempts"]
     assert first["worker_id"] != second["worker_id"]
@@ -279,11 +287,11 @@ def test_arc_ttt_runs_on_a_notebook_without_the_ml_package(
     assert reply.status_code == 201, reply.text
     experiment_id = int(reply.json()["id"])
     log = tmp_path / "logs" / "agent-kaggle.log"
-    notebook.start_agent(
-        api=cp.url, token=cp.worker_token("kaggle"), name="kaggle", log=log, extra=()
+    agent = notebook.start_agent(
+        api=cp.url, token=cp.worker_token("kaggle"), name="kaggle", log=log
     )
 
-    body = Watch(cp, http, experiment_id, (log,)).finished(timeout=420)
+    body = Watch(cp, http, experiment_id, (log,)).finished(420, agent)
     assert body["attempt_count"] == 1
     assert body["result"]["tasks"] == 3 and body["result"]["total_outputs"] == 4
     # The worker installed the control plane's ml wheel for the job, beside (not into) the
