@@ -121,7 +121,16 @@ class ControlPlane:
         self.cli("db", "upgrade")
         api = self._spawn(
             "api",
-            [self.baton, "serve", "--host", self.host.address, "--port", str(PORT)],
+            [
+                self.baton,
+                "serve",
+                "--host",
+                self.host.address,
+                "--port",
+                str(PORT),
+                "--public-url",
+                self.url,
+            ],
         )
 
         def healthy() -> bool:
@@ -146,11 +155,17 @@ class ControlPlane:
         return http
 
     def logs_text(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.output()[-3000:]}" for p in self.procs)
+        return "\n".join(f"--- {p.name}\n{quiet(p.output())[-4000:]}" for p in self.procs)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
             proc.stop(timeout=10)
+
+
+def quiet(log: str) -> str:
+    """A log without its routine lines (requests that went fine, scheduled RQ jobs)."""
+    routine = ("HTTP Request:", '" 200 OK', '" 204 No Content', "rq.worker", "Enqueued job")
+    return "\n".join(line for line in log.splitlines() if not any(r in line for r in routine))
 
 
 def experiment(http: httpx.Client, experiment_id: int) -> dict[str, Any]:

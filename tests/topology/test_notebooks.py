@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.cp_host import ControlPlane, experiment
+from tests.support.cp_host import ControlPlane, experiment, quiet
 from tests.support.hosts import Topology
 from tests.support.notebooks import KAGGLE_PLATFORM, Notebook
 from tests.support.stack import wait_until
@@ -142,7 +142,7 @@ class Watch:
             text += f"\n--- job log, attempt {attempt['number']}\n{output[-4000:]}"
         for path in self.agent_logs:
             if path.exists():
-                text += f"\n--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+                text += f"\n--- {path.name}\n{quiet(path.read_text(errors='replace'))[-6000:]}"
         return text
 
     def wait(
@@ -215,7 +215,9 @@ def test_command_with_shipped_code_resumes_on_another_notebook(
     watch = Watch(cp, http, experiment_id, (log_a, log_b))
 
     def uploaded() -> bool:
-        attempts = experiment(http, experiment_id)["attempts"]
+        body = experiment(http, experiment_id)
+        assert body["status"] in ("queued", "running"), "it ended before notebook A was killed"
+        attempts = body["attempts"]
         return bool(attempts) and (attempts[0]["last_checkpoint_step"] or 0) >= 5
 
     watch.wait("notebook A to upload a checkpoint", uploaded, 180, agent_a)
