@@ -23,9 +23,7 @@ def upgrade() -> None:
             sa.Column("requirements", sa.JSON(), nullable=False, server_default="[]")
         )
     with op.batch_alter_table("attempt", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("code_commit", sa.String(length=64), nullable=True)
-        )
+        batch_op.add_column(sa.Column("code_commit", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
