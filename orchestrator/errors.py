@@ -48,6 +48,11 @@ class StaleLease(Conflict):
     code = "stale_lease"
 
 
+class TooLarge(BatonError):
+    status_code = 413
+    code = "too_large"
+
+
 class Invalid(BatonError):
     status_code = 422
     code = "invalid"

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     rq_queue: str = Field("baton", alias="BATON_RQ_QUEUE")
     # How much of each attempt's stdout+stderr the control plane keeps (the newest bytes).
     log_tail_bytes: int = Field(256 * 1024, alias="BATON_LOG_TAIL_BYTES", ge=1024)
+    # The largest code bundle (.tar.gz of a working directory) `POST /api/v1/bundles` takes.
+    bundle_max_mb: int = Field(200, alias="BATON_BUNDLE_MAX_MB", gt=0)
 
     # Checkpoint retention (the GCS free tier is 5 GB) and the signed URLs workers use for gs://.
     checkpoint_budget_bytes: int = Field(5_000_000_000, alias="BATON_CHECKPOINT_BUDGET_BYTES", ge=0)
@@ -121,6 +123,10 @@ class Settings(BaseSettings):
         if self.checkpoint_url:
             return self.checkpoint_url
         return (self.data_dir / "checkpoints").resolve().as_uri()
+
+    @property
+    def bundle_max_bytes(self) -> int:
+        return self.bundle_max_mb * 1024 * 1024
 
     @property
     def worker_checkpoint_url(self) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -95,6 +97,15 @@ class WorkerClient:
         if response.status_code >= 400:
             raise ApiError(response.status_code, _detail(response))
         return response
+
+    @contextlib.contextmanager
+    def stream(self, method: str, url: str) -> Iterator[httpx.Response]:
+        """One try, the body left unread for the caller to stream; ApiError for >= 400."""
+        with self._http.stream(method, url) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, _detail(response))
+            yield response
 
     # --- the worker API -------------------------------------------------------------------
 

@@ -53,11 +53,14 @@ def render(settings: Settings, platform: str) -> bootstrap.Bootstrap:
 
 
 @router.get("/bootstrap/wheel/{filename}", response_class=Response)
-def worker_wheel(filename: str) -> Response:
-    """The worker agent as a wheel (public: pip cannot log in, and it holds no secret)."""
-    if filename != wheel.wheel_name():
-        raise NotFound(f"no such wheel; this control plane serves {wheel.wheel_name()}")
-    return Response(wheel.build_wheel(), media_type="application/octet-stream")
+def package_wheel(filename: str) -> Response:
+    """The worker agent or the workloads as a wheel (public: pip cannot log in, and they hold
+    no secret)."""
+    spec = wheel.by_filename(filename)
+    if spec is None:
+        served = ", ".join(s.filename for s in wheel.WHEELS.values())
+        raise NotFound(f"no such wheel; this control plane serves {served}")
+    return Response(wheel.build_wheel(spec.dist), media_type="application/octet-stream")
 
 
 @router.get("/bootstrap/{platform}", response_model=bootstrap.Bootstrap)
