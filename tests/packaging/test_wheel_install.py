@@ -175,10 +175,15 @@ def _bytes_file(tmp_path: Path, data: bytes) -> Path:
 def test_up_starts_the_whole_system_and_runs_a_job(venv: Path, tmp_path: Path) -> None:
     port = free_port()
     data = tmp_path / "data"
-    args = ("up", "--port", str(port), "--workers", "1", "--public-url", PUBLIC_URL)
-    with _started(venv, tmp_path, *args, BATON_DATA_DIR=str(data)) as up:
-        url = f"http://127.0.0.1:{port}"
+    # Another loopback address than the default: --host is where it listens, nowhere else.
+    args = ("up", "--host", "127.0.0.2", "--port", str(port), "--workers", "1")
+    with _started(
+        venv, tmp_path, *args, "--public-url", PUBLIC_URL, BATON_DATA_DIR=str(data)
+    ) as up:
+        url = f"http://127.0.0.2:{port}"
         _wait_healthy(up, url)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
         wait_until(lambda: "admin:" in up.output(), timeout=30, what="baton up's banner")
         assert f"Baton is up at {PUBLIC_URL}" in up.output()
         with httpx.Client(base_url=url, timeout=30) as http:

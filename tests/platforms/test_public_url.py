@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from orchestrator.platforms.wheel import wheel_name
 from orchestrator.settings import Settings
 from orchestrator.urls import is_loopback, listen_url, public_url
+from tests.e2e.conftest import Baton
 from tests.support.api import create_user, login
 
 PUBLIC = "https://baton.example.test"
@@ -144,3 +146,17 @@ def test_the_api_cell_installs_the_worker_from_the_public_url(
     body = reply.json()
     assert PIP_LINE in body["cell"]
     assert body["pip"] == f"{PUBLIC}/api/v1/bootstrap/wheel/{wheel_name()}"
+
+
+@pytest.mark.e2e
+def test_baton_serve_without_a_public_url_names_where_it_listens(
+    baton_factory: Callable[..., Baton],
+) -> None:
+    """A real `baton serve` with no BATON_PUBLIC_URL: its own address, and no cell for notebooks."""
+    baton = baton_factory()
+    baton.login()
+    refused = baton.http.get("/api/v1/bootstrap/kaggle")
+    assert refused.status_code == 409, refused.text
+    assert f"the public URL {baton.stack.url} is a loopback address" in refused.json()["detail"]
+    allowed = baton.http.get("/api/v1/bootstrap/kaggle", params={"allow_loopback": True})
+    assert f"'{baton.stack.url}/api/v1/bootstrap/wheel/{wheel_name()}'" in allowed.json()["cell"]
