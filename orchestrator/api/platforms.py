@@ -15,7 +15,7 @@ from orchestrator.platforms import bootstrap, wheel
 from orchestrator.platforms.rotation import worker_pip
 from orchestrator.services import usage
 from orchestrator.settings import Settings
-from orchestrator.urls import loopback_problem
+from orchestrator.urls import loopback_problem, public_url
 
 from .deps import CurrentUser, RuntimeDep, SessionDep
 
@@ -53,7 +53,7 @@ def render(settings: Settings, platform: str, *, allow_loopback: bool) -> bootst
     problem = loopback_problem(settings)
     if problem and not allow_loopback:
         raise Conflict(f"{problem}; allow_loopback=true for a worker on this machine")
-    return bootstrap.render(platform, api_url=settings.public_url, pip=worker_pip(settings))
+    return bootstrap.render(platform, api_url=public_url(settings), pip=worker_pip(settings))
 
 
 @router.get("/bootstrap/wheel/{filename}", response_class=Response)
