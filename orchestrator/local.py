@@ -223,7 +223,7 @@ def run_local(
             if public != url:
                 print(f"  listening on {url}")
             if problem := loopback_problem(settings):
-                print(f"  notebooks cannot reach it: {problem}")
+                print(f"  for notebooks: {problem}")
             shown = password or f"(see {settings.data_dir / 'admin-password'})"
             print(f"  admin: {email}  password: {shown}")
             print(f"  database: {settings.resolved_database_url}\n  redis: {redis_url}")
