@@ -107,18 +107,43 @@ def _print_json(value: Any) -> None:
 # --- accounts --------------------------------------------------------------------------------
 
 
+def _login_password(password: str, *, from_stdin: bool) -> str:
+    """The password from one source: stdin's first line, the flag/env, else a hidden prompt."""
+    if from_stdin:
+        if password:
+            _fail("give the password once: --password-stdin or --password", code=EXIT_USAGE)
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            _fail("--password-stdin read no password from standard input", code=EXIT_USAGE)
+        return password
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        _fail(
+            "no password: pipe it in with --password-stdin, or pass --password / $BATON_PASSWORD",
+            code=EXIT_USAGE,
+        )
+    return str(typer.prompt("Password", hide_input=True))
+
+
 @app.command(rich_help_panel=PANEL)
 def login(
     url: UrlOption = None,
-    email: Annotated[str, typer.Option("--email", "-e", prompt=True, help="your login email")] = "",
+    email: Annotated[str, typer.Option("--email", "-e", help="your login email")] = "",
     password: Annotated[
-        str,
-        typer.Option(
-            prompt=True, hide_input=True, envvar="BATON_PASSWORD", help="or $BATON_PASSWORD"
-        ),
+        str, typer.Option(envvar="BATON_PASSWORD", help="or $BATON_PASSWORD; else prompted")
     ] = "",
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="read the password from standard input (scripts)"),
+    ] = False,
 ) -> None:
     """Log in; the tokens are saved (readable by you only) for the other commands."""
+    if not email:
+        if not sys.stdin.isatty() or password_stdin:
+            _fail("--email is required when there is no terminal to ask on", code=EXIT_USAGE)
+        email = str(typer.prompt("Email"))
+    password = _login_password(password, from_stdin=password_stdin)
     store = CredentialStore.default()
     with BatonClient(resolve_url(url, store.load())) as client, _translate_errors(client.url):
         try:

@@ -7,9 +7,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, SecretStr, model_validator
+from pydantic import Field, NonNegativeInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.urls import normalize_public_url
 from worker.checkpoints.signed import SIGNED_PREFIX
 
 # A secret that must never be accepted outside development.
@@ -26,6 +27,7 @@ class Settings(BaseSettings):
     database_url: str = Field("", alias="DATABASE_URL")
     redis_url: str = Field("", alias="REDIS_URL")
     checkpoint_url: str = Field("", alias="BATON_CHECKPOINT_URL")
+    # Where notebooks and people reach the API (a proxy's or tunnel's URL); orchestrator/urls.py.
     public_url: str = Field("http://127.0.0.1:8000", alias="BATON_PUBLIC_URL")
     auto_migrate: bool = Field(True, alias="BATON_AUTO_MIGRATE")
 
@@ -86,6 +88,11 @@ class Settings(BaseSettings):
     worker_pip: str = Field("", alias="BATON_WORKER_PIP")
     # Weekly GPU hours each platform allows, where the platform cannot be asked (JSON object).
     platform_gpu_hours: dict[str, float] = Field({"kaggle": 30.0}, alias="BATON_PLATFORM_GPU_HOURS")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        return normalize_public_url(value)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -8,13 +8,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from sqlmodel import col, select
 
-from orchestrator.errors import Invalid, NotFound
+from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.models import KaggleLaunch
 from orchestrator.models.launch import KaggleLaunchPublic
 from orchestrator.platforms import bootstrap, wheel
 from orchestrator.platforms.rotation import worker_pip
 from orchestrator.services import usage
 from orchestrator.settings import Settings
+from orchestrator.urls import loopback_problem, public_url
 
 from .deps import CurrentUser, RuntimeDep, SessionDep
 
@@ -45,11 +46,14 @@ def kaggle_launches(
     return list(session.exec(query).all())
 
 
-def render(settings: Settings, platform: str) -> bootstrap.Bootstrap:
+def render(settings: Settings, platform: str, *, allow_loopback: bool) -> bootstrap.Bootstrap:
     if platform not in bootstrap.TARGETS:
         known = ", ".join(bootstrap.TARGETS)
         raise NotFound(f"no bootstrap for {platform!r} (known: {known})")
-    return bootstrap.render(platform, api_url=settings.public_url, pip=worker_pip(settings))
+    problem = loopback_problem(settings)
+    if problem and not allow_loopback:
+        raise Conflict(f"{problem}; allow_loopback=true for a worker on this machine")
+    return bootstrap.render(platform, api_url=public_url(settings), pip=worker_pip(settings))
 
 
 @router.get("/bootstrap/wheel/{filename}", response_class=Response)
@@ -69,9 +73,14 @@ def bootstrap_cell(
     runtime: RuntimeDep,
     user: CurrentUser,
     format: Literal["json", "ipynb"] = "json",
+    allow_loopback: Annotated[
+        bool, Query(description="render even for a loopback public URL (a worker on this host)")
+    ] = False,
 ) -> bootstrap.Bootstrap | Response:
-    """A ready-to-paste cell starting a worker on ``platform``, or (format=ipynb) a notebook."""
-    result = render(runtime.settings, platform)
+    """A ready-to-paste cell starting a worker on ``platform``, or (format=ipynb) a notebook.
+
+    409 while the public URL is loopback: no notebook elsewhere could reach it."""
+    result = render(runtime.settings, platform, allow_loopback=allow_loopback)
     if format == "json":
         return result
     return Response(

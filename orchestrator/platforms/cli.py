@@ -13,26 +13,43 @@ from orchestrator.migrate import upgrade
 from orchestrator.platforms import bootstrap as bootstrap_
 from orchestrator.platforms import kaggle, rotation
 from orchestrator.settings import Settings
+from orchestrator.urls import loopback_problem
 
 kaggle_app = typer.Typer(help="Kaggle worker kernels.", no_args_is_help=True)
 
-ApiOption = Annotated[
+PublicUrlOption = Annotated[
     str | None,
-    typer.Option("--api", help="control plane URL the worker calls (default BATON_PUBLIC_URL)"),
+    typer.Option(
+        "--public-url",
+        "--api",
+        help="URL the worker reaches the control plane at (default BATON_PUBLIC_URL)",
+    ),
+]
+AllowLoopbackOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-loopback", help="allow a loopback public URL (a worker on this machine only)"
+    ),
 ]
 
 
-def _settings(api: str | None) -> Settings:
+def _settings(public_url: str | None, *, allow_loopback: bool) -> Settings:
+    """Settings with the public URL a notebook will call; exits when none can reach it."""
     from orchestrator.cli import _settings as settings_or_exit
 
-    settings = settings_or_exit()
-    return settings.model_copy(update={"public_url": api}) if api else settings
+    settings = settings_or_exit(**({"BATON_PUBLIC_URL": public_url} if public_url else {}))
+    problem = loopback_problem(settings)
+    if problem and not allow_loopback:
+        typer.echo(f"error: {problem}; --allow-loopback for a worker on this machine", err=True)
+        raise typer.Exit(2)
+    return settings
 
 
 def bootstrap(
     platform: Annotated[str, typer.Argument(help=", ".join(bootstrap_.TARGETS))],
-    api: ApiOption = None,
+    public_url: PublicUrlOption = None,
     ipynb: Annotated[Path | None, typer.Option(help="also write a notebook (.ipynb) here")] = None,
+    allow_loopback: AllowLoopbackOption = False,
 ) -> None:
     """Print a ready-to-paste cell (a script for `shell`) that starts a worker on PLATFORM."""
     if platform not in bootstrap_.TARGETS:
@@ -40,7 +57,7 @@ def bootstrap(
             f"error: unknown platform {platform!r}: {', '.join(bootstrap_.TARGETS)}", err=True
         )
         raise typer.Exit(2)
-    settings = _settings(api)
+    settings = _settings(public_url, allow_loopback=allow_loopback)
     result = bootstrap_.render(
         platform, api_url=settings.public_url, pip=rotation.worker_pip(settings)
     )
@@ -56,10 +73,10 @@ def bootstrap(
 @kaggle_app.command("launch")
 def kaggle_launch(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would be pushed")] = False,
-    api: ApiOption = None,
+    public_url: PublicUrlOption = None,
 ) -> None:
     """Push a Kaggle kernel that runs a worker now (the rotation does this on its own)."""
-    settings = _settings(api)
+    settings = _settings(public_url, allow_loopback=dry_run)
     if dry_run:
         shown = settings.kaggle_username or "KAGGLE_USERNAME"
         files = rotation.kernel_folder_files(

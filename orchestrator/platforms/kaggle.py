@@ -16,6 +16,7 @@ from typing import Any
 from orchestrator.models.launch import LaunchStatus
 from orchestrator.platforms import bootstrap
 from orchestrator.settings import Settings
+from orchestrator.urls import public_url
 
 CODE_FILE = "baton_worker.py"
 METADATA_FILE = "kernel-metadata.json"
@@ -64,7 +65,7 @@ def kernel_files(settings: Settings, *, pip: str, session_hours: float) -> dict[
     }
     script = bootstrap.render(
         "kaggle",
-        api_url=settings.public_url,
+        api_url=public_url(settings),
         pip=pip,
         # The worker's deadline is the kernel's timeout; idle, it exits instead of burning quota.
         args=["--session-hours", f"{session_hours:g}", "--idle-exit", "600"],

@@ -28,6 +28,7 @@ from orchestrator.platforms import kaggle
 from orchestrator.platforms.kaggle import KaggleError, KaggleGateway, KernelState, Quota
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from orchestrator.urls import loopback_problem, public_url
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,7 @@ def need_key(settings: Settings) -> str:
 def worker_pip(settings: Settings) -> str:
     from orchestrator.platforms.wheel import wheel_name
 
-    return (
-        settings.worker_pip
-        or f"{settings.public_url.rstrip('/')}/api/v1/bootstrap/wheel/{wheel_name()}"
-    )
+    return settings.worker_pip or public_url(settings, f"/api/v1/bootstrap/wheel/{wheel_name()}")
 
 
 def tick(runtime: Runtime, *, gateway: KaggleGateway | None = None) -> Tick:
@@ -239,6 +237,9 @@ def maybe_launch(runtime: Runtime, gateway: KaggleGateway, quota: Quota | None) 
         retry_at = _retry_at(session, settings, key)
         if retry_at is not None and utcnow() < retry_at:
             return Tick("backing-off")
+    if problem := loopback_problem(settings):
+        log.warning("kaggle rotation: not launching: %s", problem)
+        return Tick("no-public-url")
     return launch(runtime.engine, settings, gateway, quota=quota, experiment_ids=work)
 
 

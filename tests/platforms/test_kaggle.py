@@ -109,6 +109,24 @@ def test_launches_one_kernel_for_queued_gpu_work_and_follows_it(
     assert second.status == "queued" and len(api.pushes) == 2
 
 
+def test_no_launch_while_the_public_url_is_loopback(
+    kaggle_settings: Settings,
+    client: TestClient,
+    user: dict[str, str],
+    kaggle_api: tuple[standins.Kaggle, str],
+) -> None:
+    """A kernel told to call 127.0.0.1 would only burn quota: the rotation waits for a URL."""
+    api, _ = kaggle_api
+    submit(client, user, "train", **GPU)
+    local = kaggle_settings.model_copy(update={"public_url": "http://127.0.0.1:8000"})
+    runtime = Runtime.from_settings(local)
+    try:
+        assert rotation.tick(runtime).decision == "no-public-url"
+        assert api.pushes == [] and launches(runtime) == []
+    finally:
+        runtime.close()
+
+
 def test_quota_exhausted_means_no_launch(
     runtime: Runtime,
     client: TestClient,
