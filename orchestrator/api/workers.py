@@ -24,7 +24,6 @@ from orchestrator.services.leases import (
 )
 
 from .deps import CurrentUser, CurrentWorkerToken, RuntimeDep, SessionDep
-from .urls import BaseUrl
 
 router = APIRouter(prefix="/api/v1", tags=["workers"])
 
@@ -62,7 +61,6 @@ async def claim(
     request: Request,
     runtime: RuntimeDep,
     token: CurrentWorkerToken,
-    base_url: BaseUrl,
     wait: Annotated[float, Query(ge=0, le=60)] = 30.0,
 ) -> Grant | Response:
     """Long-poll: answer as soon as a fitting experiment is ready, or 204 after ``wait``."""
@@ -75,7 +73,7 @@ async def claim(
         if await request.is_disconnected():
             return Response(status_code=status.HTTP_204_NO_CONTENT)
         grant = await run_in_threadpool(
-            leases.claim_once, runtime, token=token, worker_id=worker_id, base_url=base_url
+            leases.claim_once, runtime, token=token, worker_id=worker_id
         )
         if grant is not None:
             return grant

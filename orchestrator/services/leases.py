@@ -33,6 +33,7 @@ from orchestrator.models.worker import WorkerRegister
 from orchestrator.platforms import wheel
 from orchestrator.runtime import Runtime
 from orchestrator.services import dependencies, lifecycle, metric_history, retention, usage
+from orchestrator.urls import public_url
 
 LOG_TAIL_LIMIT = 64 * 1024
 COMMIT_PATTERN = r"^([0-9a-f]{40}|[0-9a-f]{64})$"  # SHA-1 or SHA-256 object names
@@ -151,16 +152,10 @@ def capability_of(worker: Worker) -> Capability:
 class _Identity:
     worker_id: int
     capability: Capability
-    base_url: str
 
 
-def claim_once(
-    runtime: Runtime, *, token: WorkerToken, worker_id: int, base_url: str
-) -> Grant | None:
-    """Take the best ready experiment for this worker, or None. Runs in its own transaction.
-
-    ``base_url`` is where workers reach this control plane: grants carry download URLs.
-    """
+def claim_once(runtime: Runtime, *, token: WorkerToken, worker_id: int) -> Grant | None:
+    """Take the best ready experiment for this worker, or None. Runs in its own transaction."""
     with session_scope(runtime.engine) as session:
         worker = owned_worker(session, token=token, worker_id=worker_id)
         now = utcnow()
@@ -168,9 +163,7 @@ def claim_once(
         if now - worker.last_seen_at > SEEN_TOUCH_INTERVAL:
             worker.last_seen_at = now
             session.add(worker)
-        me = _Identity(
-            worker_id=worker_id, capability=capability_of(worker), base_url=base_url.rstrip("/")
-        )
+        me = _Identity(worker_id=worker_id, capability=capability_of(worker))
         draining = worker.draining
     if draining:  # finishes what it runs, takes nothing new: the claim waits, then 204
         return None
@@ -251,9 +244,9 @@ def _bind(
         lease_token=token,
         kind=experiment.kind,
         entrypoint=kind.entrypoint,
-        code=_code_grant(runtime, experiment, base_url=me.base_url),
+        code=_code_grant(runtime, experiment),
         requirements=experiment.requirements,
-        package_wheel=f"{me.base_url}{package.path}" if package else None,
+        package_wheel=public_url(settings, package.path) if package else None,
         config=experiment.config,
         resume=resume,
         inputs=inputs,
@@ -263,9 +256,7 @@ def _bind(
     )
 
 
-def _code_grant(
-    runtime: Runtime, experiment: Experiment, *, base_url: str
-) -> dict[str, Any] | None:
+def _code_grant(runtime: Runtime, experiment: Experiment) -> dict[str, Any] | None:
     code = experiment.code
     if not code or "bundle" not in code:
         return code
@@ -273,7 +264,7 @@ def _code_grant(
     return {
         "bundle": digest,
         "size": BundleStore.from_settings(runtime.settings).size(digest),
-        "url": f"{base_url}/api/v1/bundles/{digest}",
+        "url": public_url(runtime.settings, f"/api/v1/bundles/{digest}"),
     }
 
 
