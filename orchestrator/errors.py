@@ -48,6 +48,11 @@ class StaleLease(Conflict):
     code = "stale_lease"
 
 
+class Gone(BatonError):
+    status_code = 410
+    code = "gone"
+
+
 class Invalid(BatonError):
     status_code = 422
     code = "invalid"

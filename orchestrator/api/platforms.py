@@ -8,12 +8,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from sqlmodel import col, select
 
+from orchestrator.db import commit
 from orchestrator.errors import Invalid, NotFound
 from orchestrator.models import KaggleLaunch
 from orchestrator.models.launch import KaggleLaunchPublic
 from orchestrator.platforms import bootstrap, wheel
 from orchestrator.platforms.rotation import worker_pip
-from orchestrator.services import usage
+from orchestrator.services import enrollment, usage
 from orchestrator.settings import Settings
 
 from .deps import CurrentUser, RuntimeDep, SessionDep
@@ -45,11 +46,19 @@ def kaggle_launches(
     return list(session.exec(query).all())
 
 
-def render(settings: Settings, platform: str) -> bootstrap.Bootstrap:
+def _known(platform: str) -> None:
     if platform not in bootstrap.TARGETS:
         known = ", ".join(bootstrap.TARGETS)
         raise NotFound(f"no bootstrap for {platform!r} (known: {known})")
-    return bootstrap.render(platform, api_url=settings.public_url, pip=worker_pip(settings))
+
+
+def render(
+    settings: Settings, platform: str, enroll: enrollment.Issued | None = None
+) -> bootstrap.Bootstrap:
+    _known(platform)
+    return bootstrap.render(
+        platform, api_url=settings.public_url, pip=worker_pip(settings), enroll=enroll
+    )
 
 
 @router.get("/bootstrap/wheel/{filename}", response_class=Response)
@@ -64,11 +73,22 @@ def worker_wheel(filename: str) -> Response:
 def bootstrap_cell(
     platform: str,
     runtime: RuntimeDep,
+    session: SessionDep,
     user: CurrentUser,
     format: Literal["json", "ipynb"] = "json",
+    enroll: Annotated[
+        bool, Query(description="carry a single-use enrollment code instead of reading a token")
+    ] = False,
 ) -> bootstrap.Bootstrap | Response:
     """A ready-to-paste cell starting a worker on ``platform``, or (format=ipynb) a notebook."""
-    result = render(runtime.settings, platform)
+    _known(platform)
+    issued = None
+    if enroll:
+        issued = enrollment.issue_for_cell(
+            session, runtime.settings, platform=platform, created_by=user
+        )
+        commit(session)
+    result = render(runtime.settings, platform, issued)
     if format == "json":
         return result
     return Response(

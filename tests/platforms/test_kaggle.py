@@ -18,16 +18,17 @@ from pydantic import SecretStr
 from sqlmodel import Session, col, select
 
 from orchestrator.background import platforms
-from orchestrator.models import KaggleLaunch, PlatformQuota
+from orchestrator.models import Enrollment, KaggleLaunch, PlatformQuota
 from orchestrator.models.types import utcnow
 from orchestrator.platforms import rotation
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from tests.platforms import standins
 from tests.support.api import create_user, create_worker_token, login
+from tests.support.enrollment import code_in, exchange
 from tests.support.experiments import submit
 from tests.support.rq import run_jobs, task_runtime
-from tests.support.workers import register
+from tests.support.workers import bearer, register
 
 GPU = {"resources": {"gpu": True}}
 SLUG = "alice/baton-worker"
@@ -88,10 +89,25 @@ def test_launches_one_kernel_for_queued_gpu_work_and_follows_it(
     # The session ends at the 9 h limit (27 h of quota remain); the worker is told the same.
     assert push["sessionTimeoutSeconds"] == 9 * 3600
     assert "'--session-hours', '9'" in push["text"]
-    assert "UserSecretsClient" in push["text"] and "kaggle-key" not in push["text"]
+    assert "kaggle-key" not in push["text"]
     assert "https://baton.example/api/v1/bootstrap/wheel/" in push["text"]
+    # No token read from Kaggle Secrets (nothing can attach one to a pushed kernel): the
+    # kernel carries the launch's single-use enrollment code.
+    assert "BATON_WORKER_TOKEN" not in push["text"] and "bwt_" not in push["text"]
+    code = code_in(push["text"])
+    assert f"'--enroll', '{code}'" in push["text"]
     (row,) = launches(runtime)
     assert (row.status, row.experiment_ids, row.version_number) == ("queued", [experiment_id], 1)
+    with Session(runtime.engine) as session:
+        (enrolled,) = session.exec(select(Enrollment)).all()
+    assert enrolled.launch_id == row.id and enrolled.code_hash != code
+    assert enrolled.expires_at <= utcnow() + timedelta(hours=1)
+
+    # The kernel's agent exchanges the code once and works with the token it got.
+    token = exchange(client, code)
+    register(client, token)
+    again = client.post("/api/v1/workers/enroll", json={"code": code})
+    assert again.status_code == 410 and "already used" in again.json()["detail"]
 
     # In flight: never a second kernel for the same need, whatever the kernel is doing.
     assert rotation.tick(runtime).decision == "in-flight"
@@ -107,6 +123,10 @@ def test_launches_one_kernel_for_queued_gpu_work_and_follows_it(
     first, second = launches(runtime)
     assert first.status == "complete" and first.finished_at is not None
     assert second.status == "queued" and len(api.pushes) == 2
+    # The first kernel is gone, and so is its token; the second carries a code of its own.
+    refused = client.post("/api/v1/workers/register", json={"name": "w"}, headers=bearer(token))
+    assert refused.status_code == 401
+    assert code_in(api.pushes[1]["text"]) != code
 
 
 def test_quota_exhausted_means_no_launch(
@@ -147,6 +167,10 @@ def test_failed_launch_is_recorded_and_retried_later_without_duplicates(
     assert "Internal error" in (failed.error or "")
     assert rotation.tick(runtime).decision == "backing-off"  # within the 1 s back-off
     assert api.pushes == []
+    # The refused kernel's code went over the wire; with its launch failed, it buys nothing.
+    (refused,) = api.refused
+    reply = client.post("/api/v1/workers/enroll", json={"code": code_in(refused["text"])})
+    assert reply.status_code == 410 and "expired" in reply.json()["detail"]
 
     time.sleep(1.1)
     assert rotation.tick(runtime).decision == "launched"
@@ -244,7 +268,8 @@ def test_dry_run_prints_the_kernel_without_credentials(tmp_path: Path) -> None:
     metadata = json.loads(metadata_text)
     assert metadata["enable_gpu"] is True and metadata["enable_internet"] is True
     assert metadata["code_file"] == "baton_worker.py"
-    assert "==> baton_worker.py <==" in done.stdout and "UserSecretsClient" in done.stdout
+    assert "==> baton_worker.py <==" in done.stdout and "'--enroll', 'bec_" in done.stdout
+    assert "BATON_WORKER_TOKEN" not in done.stdout
 
 
 def test_low_quota_tells_the_admins_once_per_quota_week(
