@@ -21,7 +21,8 @@ from pydantic import BaseModel
 from orchestrator.services.enrollment import Issued
 
 TOKEN_SECRET = "BATON_WORKER_TOKEN"
-OPTIONAL_SECRETS = ("WANDB_API_KEY",)  # passed to jobs when present (worker/tracking.py)
+# Passed to jobs when present: W&B (worker/tracking.py), Hugging Face's token for gated models.
+OPTIONAL_SECRETS = ("WANDB_API_KEY", "HF_TOKEN")
 
 _FROM_STORE = """\
 for name in {names}:
