@@ -105,9 +105,9 @@ def test_a_worker_with_only_a_code_runs_jobs_and_the_code_works_once(
 
 
 def test_two_agents_racing_for_one_code_get_one_token(
-    baton_factory: Callable[..., Baton],
+    baton_factory: Callable[..., Baton], database_url: str
 ) -> None:
-    baton = baton_factory()
+    baton = baton_factory(database_url=database_url)  # SQLite and Postgres lock differently
     code = issue_code(baton)
     statuses: list[int] = []
     barrier = threading.Barrier(4)
