@@ -28,7 +28,7 @@ _FROM_STORE = """\
 for name in {names}:
     try:
         os.environ[name] = {getter}(name)
-    except Exception:  # noqa: BLE001 - a missing worker token is the agent's to report
+    except Exception:  # noqa: BLE001 - absent secrets are skipped; the agent names a missing token
         pass
 """
 _FROM_PROMPT = """\
@@ -185,6 +185,9 @@ def _cell(
             "from worker.__main__ import main",
             "",
             f"exit_code = main({list(args)!r})",
+            # A refused agent fails the cell, and a launched kernel ends as an error.
+            "if exit_code:",
+            "    raise SystemExit(exit_code)",
             "",
         ]
     )

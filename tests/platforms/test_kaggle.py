@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from orchestrator.models.types import utcnow
 from orchestrator.platforms import rotation
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from tests.e2e.conftest import Baton
 from tests.platforms import standins
+from tests.platforms.test_bootstrap import _fresh_python
 from tests.support.api import create_user, create_worker_token, login
 from tests.support.enrollment import code_in, exchange
 from tests.support.experiments import submit
@@ -32,6 +35,12 @@ from tests.support.workers import bearer, register
 
 GPU = {"resources": {"gpu": True}}
 SLUG = "alice/baton-worker"
+# Kaggle's own module, as a kernel has it; nothing can attach a secret to a pushed kernel.
+KAGGLE_SECRETS = """\
+class UserSecretsClient:
+    def get_secret(self, name):
+        raise KeyError(f"no secret {name} is attached to this kernel")
+"""
 
 
 @pytest.fixture
@@ -311,3 +320,65 @@ def test_a_launch_whose_pusher_died_is_closed(
     tick = rotation.tick(runtime)
     assert tick.followed == {launch_id: "failed"} and tick.decision == "backing-off"
     assert api.pushes == []
+
+
+@pytest.mark.e2e
+def test_a_launched_kernel_enrolls_and_works_with_no_secret_attached(
+    baton_factory: Callable[..., Baton], kaggle_api: tuple[standins.Kaggle, str], tmp_path: Path
+) -> None:
+    api, endpoint = kaggle_api
+    baton = baton_factory()
+    launch_env = {
+        **baton.stack.env,
+        "BATON_PUBLIC_URL": baton.stack.url,
+        "BATON_KAGGLE_USERNAME": "alice",
+        "BATON_KAGGLE_KEY": "kaggle-key",
+        "BATON_KAGGLE_API_ENDPOINT": endpoint,
+    }
+    launched = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "kaggle", "launch"],
+        env=launch_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert launched.returncode == 0 and "launched" in launched.stdout, launched.stderr
+    (push,) = api.pushes
+    kernel = tmp_path / "kernel"
+    kernel.mkdir()
+    (kernel / "baton_worker.py").write_text(push["text"])
+    (kernel / "kaggle_secrets.py").write_text(KAGGLE_SECRETS)
+    python = _fresh_python(tmp_path / "venv")
+    notebook_env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    notebook_env.update({"HOME": str(tmp_path / "home"), "PYTHONPATH": "", "PYTHONUNBUFFERED": "1"})
+    experiment_id = baton.submit(
+        name="counter", kind="demo.counter", config={"steps": 5, "step_seconds": 0.05}
+    )
+
+    # The kernel runs as Kaggle would run it: installs the worker from the control plane,
+    # enrolls with the code it carries, and works.
+    log = tmp_path / "kernel.log"
+    with log.open("wb") as out:
+        run = subprocess.Popen(
+            [str(python), "baton_worker.py"], cwd=kernel, env=notebook_env, stdout=out, stderr=out
+        )
+    try:
+        body = baton.wait_status(experiment_id, "succeeded", "failed", timeout=240)
+    finally:
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(60)
+    assert body["status"] == "succeeded", log.read_text()[-3000:]
+    assert code == 0, log.read_text()[-3000:]
+
+    # Kaggle runs the same version again: the code is spent, the script fails, the kernel errors.
+    again = subprocess.run(
+        [str(python), "baton_worker.py"],
+        cwd=kernel,
+        env=notebook_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert again.returncode == 2 and "already used" in again.stderr, again.stderr[-3000:]
