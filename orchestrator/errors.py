@@ -53,6 +53,11 @@ class TooLarge(BatonError):
     code = "too_large"
 
 
+class Gone(BatonError):
+    status_code = 410
+    code = "gone"
+
+
 class Invalid(BatonError):
     status_code = 422
     code = "invalid"

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     kaggle_rotation_seconds: int = Field(60, alias="BATON_KAGGLE_ROTATION_SECONDS", gt=0)
     # After a failed launch, wait this long (doubling per further failure, up to an hour).
     kaggle_retry_seconds: int = Field(300, alias="BATON_KAGGLE_RETRY_SECONDS", ge=0)
+    # Enrollment codes (what launched kernels and `bootstrap --enroll` cells carry instead of a
+    # worker token): a code must be exchanged within this many seconds (at most an hour), and
+    # the worker token it becomes lasts this many hours (the longest hosted session, 12 h, plus
+    # time to hand over). Rotation sizes each launch's token to that kernel's timeout instead.
+    enroll_seconds: int = Field(3600, alias="BATON_ENROLL_SECONDS", gt=0, le=3600)
+    enroll_session_hours: float = Field(13.0, alias="BATON_ENROLL_SESSION_HOURS", gt=0, le=168)
     # What notebooks pip-install; empty: the worker wheel this control plane serves.
     worker_pip: str = Field("", alias="BATON_WORKER_PIP")
     # Weekly GPU hours each platform allows, where the platform cannot be asked (JSON object).
