@@ -161,11 +161,19 @@ class JobProcess:
         return code
 
     def log_tail(self) -> str:
-        with self.files.log.open("rb") as fh:
+        return read_tail(self.files.log)
+
+
+def read_tail(path: Path) -> str:
+    """The newest LOG_TAIL_BYTES of a log ("" when there is none yet)."""
+    try:
+        with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - LOG_TAIL_BYTES))
             return fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def contract_env(

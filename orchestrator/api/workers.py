@@ -1,4 +1,4 @@
-"""The worker API: only worker tokens get in."""
+"""The worker API: only worker tokens get in (and enrollment codes, to become one)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from sqlmodel import col, select
 
 from orchestrator.db import commit
 from orchestrator.models import Worker
+from orchestrator.models.enrollment import Enrolled, EnrollIn
 from orchestrator.models.instance import control_plane_id
 from orchestrator.models.worker import WorkerPublic, WorkerRegister, WorkerRegistered
-from orchestrator.services import leases
+from orchestrator.services import enrollment, leases
 from orchestrator.services.leases import (
     CompleteIn,
     FailIn,
@@ -29,6 +30,19 @@ router = APIRouter(prefix="/api/v1", tags=["workers"])
 
 # How often a waiting claim looks again even without a wake-up (covers a lost pub/sub message).
 CLAIM_POLL_SECONDS = 1.0
+
+
+@router.post(
+    "/workers/enroll",
+    response_model=Enrolled,
+    responses={401: {"description": "unknown code"}, 410: {"description": "used or expired"}},
+)
+def enroll(data: EnrollIn, session: SessionDep) -> Enrolled:
+    """Exchange a single-use enrollment code for this session's worker token (no bearer: the
+    code is the credential). The token is shown once."""
+    enrolled = enrollment.exchange(session, data.code)
+    commit(session)
+    return enrolled
 
 
 @router.post(

@@ -1,5 +1,6 @@
 """Tables and API shapes, one family per entity."""
 
+from orchestrator.models.enrollment import Enrollment
 from orchestrator.models.experiment import (
     Attempt,
     AttemptOutcome,
@@ -22,6 +23,7 @@ __all__ = [
     "AttemptLog",
     "AttemptOutcome",
     "ControlPlane",
+    "Enrollment",
     "Experiment",
     "ExperimentDependency",
     "ExperimentGroup",

@@ -29,7 +29,7 @@ SOURCE_DATE_EPOCH = "1700000000"
 BASE_PYTHONS = ("/usr/bin/python3.11", "/usr/bin/python3")
 
 
-def _files(repo: Path) -> list[str]:
+def wheel_sources(repo: Path) -> list[str]:
     """Tracked and untracked-but-not-ignored files that go into the wheel."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", *WHEEL_INPUTS],
@@ -42,7 +42,7 @@ def _files(repo: Path) -> list[str]:
 
 def source_digest(repo: Path) -> str:
     digest = hashlib.sha256()
-    for name in _files(repo):
+    for name in wheel_sources(repo):
         digest.update(name.encode() + b"\0" + (repo / name).read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -81,7 +81,7 @@ def build_wheel(repo: Path, out: Path) -> Path:
         if not any(entry.glob("baton-*.whl")):
             with tempfile.TemporaryDirectory(dir=CACHE_ROOT, prefix=".build-") as tmp:
                 src, dist = Path(tmp) / "src", Path(tmp) / "dist"
-                for name in _files(repo):
+                for name in wheel_sources(repo):
                     (src / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(repo / name, src / name)
                 subprocess.run(
@@ -145,7 +145,9 @@ def control_plane_venv(wheel: Path, extras: tuple[str, ...] = ()) -> Path:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for an installed Baton: no PYTHONPATH, no venv of the test runner."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    """The environment for an installed Baton: no PYTHONPATH, no venv and no Baton settings
+    of the test runner (only ``extra``)."""
+    dropped = ("PYTHONPATH", "VIRTUAL_ENV", "DATABASE_URL", "REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("BATON_")}
     env.update(extra)
     return env

@@ -1,7 +1,7 @@
 """control plane identity: one row with a fresh UUID per database
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 """
 
 import uuid
@@ -14,7 +14,7 @@ from alembic import op
 import orchestrator.models.types
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
