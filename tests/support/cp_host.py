@@ -56,7 +56,6 @@ class ControlPlane:
             "BATON_DATA_DIR": str(self.data_dir),
             "DATABASE_URL": f"sqlite:///{self.data_dir / 'baton.db'}",
             "REDIS_URL": f"unix://{self.private / 'redis.sock'}",
-            "BATON_PUBLIC_URL": self.url,
             "BATON_HEARTBEAT_SECONDS": "1",
             # Long enough for a heartbeat to survive a busy 2-core machine, short for a test.
             "BATON_LEASE_SECONDS": "6",
