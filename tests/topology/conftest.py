@@ -25,9 +25,12 @@ from tests.support.notebooks import (
 REPO = Path(__file__).resolve().parents[2]
 
 _why_not = hosts.unavailable()
-pytestmark = [
+# Each test module sets ``pytestmark = MARKS``. A cold cache builds the platform's packages
+# (torch among them) before the first notebook starts: minutes, once.
+MARKS = [
     pytest.mark.e2e,
     pytest.mark.topology,
+    pytest.mark.timeout(900),
     pytest.mark.skipif(_why_not is not None, reason=f"topology tests: {_why_not}"),
 ]
 

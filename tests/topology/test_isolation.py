@@ -6,7 +6,9 @@ import httpx
 
 from tests.support.cp_host import ControlPlane
 from tests.support.hosts import BRIDGE_NET, Topology
-from tests.topology.conftest import REPO, NotebookFactory
+from tests.topology.conftest import MARKS, REPO, NotebookFactory
+
+pytestmark = MARKS
 
 
 def test_notebook_reaches_only_the_control_plane_and_reads_none_of_baton(

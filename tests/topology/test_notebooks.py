@@ -25,7 +25,9 @@ from tests.support.hosts import Topology
 from tests.support.notebooks import KAGGLE_PLATFORM, Notebook
 from tests.support.stack import wait_until
 from tests.support.wheels import write_wheel
-from tests.topology.conftest import REPO, NotebookFactory
+from tests.topology.conftest import MARKS, REPO, NotebookFactory
+
+pytestmark = MARKS
 
 STEPS = 30
 STEP_SECONDS = 0.4
