@@ -104,9 +104,10 @@ def _issue_code(settings: Settings, platform: str) -> enrollment.Issued:
 def kaggle_launch(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would be pushed")] = False,
     public_url: PublicUrlOption = None,
+    allow_loopback: AllowLoopbackOption = False,
 ) -> None:
     """Push a Kaggle kernel that runs a worker now (the rotation does this on its own)."""
-    settings = _settings(public_url, allow_loopback=dry_run)
+    settings = _settings(public_url, allow_loopback=dry_run or allow_loopback)
     if dry_run:
         shown = settings.kaggle_username or "KAGGLE_USERNAME"
         # Each push carries a fresh code; this stand-in only shows where it goes.

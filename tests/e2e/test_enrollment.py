@@ -23,7 +23,15 @@ from tests.support.stack import Proc
 def issue_code(baton: Baton, **env: str) -> str:
     """`baton bootstrap shell --enroll` on the control plane's host; the code its script holds."""
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "bootstrap", "shell", "--enroll"],
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "bootstrap",
+            "shell",
+            "--enroll",
+            "--allow-loopback",
+        ],
         env={**baton.stack.env, "BATON_PUBLIC_URL": baton.stack.url, **env},
         capture_output=True,
         text=True,

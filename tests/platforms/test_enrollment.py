@@ -56,7 +56,11 @@ def _age(settings: Settings, model: type[Enrollment] | type[WorkerToken], row_id
 def test_an_enrolling_cell_carries_a_code_and_reads_no_token(
     client: TestClient, settings: Settings, user: dict[str, str], platform: str, tmp_path: Path
 ) -> None:
-    reply = client.get(f"/api/v1/bootstrap/{platform}", params={"enroll": True}, headers=user)
+    reply = client.get(
+        f"/api/v1/bootstrap/{platform}",
+        params={"enroll": True, "allow_loopback": True},
+        headers=user,
+    )
     assert reply.status_code == 200, reply.text
     body = reply.json()
     cell = body["cell"]
@@ -92,7 +96,9 @@ def test_an_enrolling_cell_carries_a_code_and_reads_no_token(
 
     # A notebook of the same is a fresh code of its own.
     notebook = client.get(
-        f"/api/v1/bootstrap/{platform}", params={"enroll": True, "format": "ipynb"}, headers=user
+        f"/api/v1/bootstrap/{platform}",
+        params={"enroll": True, "format": "ipynb", "allow_loopback": True},
+        headers=user,
     )
     parsed = nbformat.reads(notebook.text, as_version=4)
     nbformat.validate(parsed)
@@ -109,7 +115,11 @@ def test_unknown_used_and_expired_codes_are_refused(
     assert client.post(ENROLL, json={}).status_code == 422
 
     cells = [
-        client.get("/api/v1/bootstrap/kaggle", params={"enroll": True}, headers=user).json()
+        client.get(
+            "/api/v1/bootstrap/kaggle",
+            params={"enroll": True, "allow_loopback": True},
+            headers=user,
+        ).json()
         for _ in range(2)
     ]
     used, expired = (code_in(cell["cell"]) for cell in cells)
@@ -127,7 +137,9 @@ def test_unknown_used_and_expired_codes_are_refused(
 def test_an_enrolled_token_ends_with_its_session(
     client: TestClient, settings: Settings, user: dict[str, str]
 ) -> None:
-    cell = client.get("/api/v1/bootstrap/colab", params={"enroll": True}, headers=user).json()
+    cell = client.get(
+        "/api/v1/bootstrap/colab", params={"enroll": True, "allow_loopback": True}, headers=user
+    ).json()
     token = exchange(client, code_in(cell["cell"]))
     register(client, token)
     token_id = _enrollment(settings).worker_token_id

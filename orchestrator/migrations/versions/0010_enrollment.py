@@ -1,7 +1,7 @@
 """enrollment codes, and worker tokens that expire with the session they were made for
 
-Revision ID: 0009
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from alembic import op
 
 import orchestrator.models.types
 
-revision: str = "0009"
-down_revision: str | None = "0010"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
