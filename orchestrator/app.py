@@ -15,18 +15,31 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator import metrics, web
-from orchestrator.api import admin, auth, checkpoints, experiments, groups, logs, platforms, workers
+from orchestrator.api import (
+    admin,
+    auth,
+    checkpoints,
+    experiments,
+    groups,
+    logs,
+    platforms,
+    store,
+    workers,
+)
 from orchestrator.errors import Invalid, install_error_handler
 from orchestrator.migrate import ensure_schema
 from orchestrator.presence import Presence
 from orchestrator.runtime import Runtime
 from orchestrator.services.maintenance import reconcile
 from orchestrator.settings import Settings
+from orchestrator.storage.signing import STORE_PATH
 from orchestrator.wakeup import Wakeup, WakeupListener
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# Routes that stream their bodies to disk and bound them themselves (a signed size).
+STREAMED_PREFIXES = (f"{STORE_PATH}/",)
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -52,7 +65,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 
 class LimitBody:
-    """413 for a declared body over MAX_BODY_BYTES.
+    """413 for a declared body over MAX_BODY_BYTES (except on STREAMED_PREFIXES).
 
     Plain ASGI on purpose: behind a BaseHTTPMiddleware (``@app.middleware("http")``),
     ``request.is_disconnected()`` never turns true, so a long-polling claim whose worker hung
@@ -63,7 +76,7 @@ class LimitBody:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not scope["path"].startswith(STREAMED_PREFIXES):
             length = Headers(scope=scope).get("content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
                 response = JSONResponse(
@@ -116,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (auth, experiments, groups, workers, checkpoints, admin, logs, platforms):
+    for module in (auth, experiments, groups, workers, checkpoints, store, admin, logs, platforms):
         app.include_router(module.router)
     metrics.install(app)
     web.install(app)

@@ -1,10 +1,12 @@
 """Checkpoints through short-lived signed URLs from the control plane: the notebook holds no
-bucket key, only its worker token, and only the open attempt's lease gets URLs.
+store credentials, only its worker token, and only the open attempt's lease gets URLs.
 
-A Grant whose ``checkpoint_url`` starts with ``baton-signed:`` selects this store. Each upload
-asks for one URL per file (a resumable-upload session for files above ``chunk_bytes``) plus
-one for the manifest, which is PUT last; downloads get GET URLs and verify size and sha256 of
-every file against the manifest. Plain httpx: no Google library on the worker.
+A Grant whose ``checkpoint_url`` starts with ``baton-signed:`` selects this store: the URLs
+point at a GCS bucket (``baton-signed:gs://…``) or at the control plane's own store
+(``baton-signed:control-plane``); the protocol is the same. Each upload declares every file's
+path, size and sha256 and gets one URL per file (chunked, resumable uploads for files above
+``chunk_bytes``) plus one for the manifest, which is PUT last; downloads get GET URLs and
+verify size and sha256 of every file against the manifest. Plain httpx: no Google library.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class SignedUrlCheckpointStore:
     def upload(self, *, experiment_id: str, attempt: int, step: int, source: Path) -> CheckpointRef:
         ref = CheckpointRef(step=step, attempt=attempt, experiment_id=experiment_id)
         manifest = build_manifest(ref, source)
-        files = [{"path": e["path"], "size": e["size"]} for e in manifest["files"]]
+        files = [{k: e[k] for k in ("path", "size", "sha256")} for e in manifest["files"]]
         plan = self._ask(UPLOAD_URLS, step=step, files=files)
         if plan["key"] != ref.key:
             raise CheckpointError(f"step {step} was placed at {plan['key']}, not at {ref.key}")
