@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -19,11 +20,13 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from baton_client import render
-from baton_client.client import BatonClient
+from baton_client.bundle import describe_largest
+from baton_client.client import BUNDLE_MAX_MB, BatonClient
 from baton_client.config import Credentials, CredentialStore, resolve_url
 from baton_client.errors import (
     ApiError,
     AuthenticationError,
+    BundleTooLarge,
     Conflict,
     InvalidRequest,
     NotFound,
@@ -77,6 +80,8 @@ def _translate_errors(url: str) -> Iterator[None]:
         _fail(f"invalid: {exc.detail}")
     except Conflict as exc:
         _fail(exc.detail)
+    except BundleTooLarge as exc:
+        _fail(str(exc))
     except ApiError as exc:
         hint = " — see the server's log" if exc.status >= 500 else ""
         _fail(f"{exc.detail} (HTTP {exc.status}){hint}")
@@ -102,18 +107,43 @@ def _print_json(value: Any) -> None:
 # --- accounts --------------------------------------------------------------------------------
 
 
+def _login_password(password: str, *, from_stdin: bool) -> str:
+    """The password from one source: stdin's first line, the flag/env, else a hidden prompt."""
+    if from_stdin:
+        if password:
+            _fail("give the password once: --password-stdin or --password", code=EXIT_USAGE)
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            _fail("--password-stdin read no password from standard input", code=EXIT_USAGE)
+        return password
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        _fail(
+            "no password: pipe it in with --password-stdin, or pass --password / $BATON_PASSWORD",
+            code=EXIT_USAGE,
+        )
+    return str(typer.prompt("Password", hide_input=True))
+
+
 @app.command(rich_help_panel=PANEL)
 def login(
     url: UrlOption = None,
-    email: Annotated[str, typer.Option("--email", "-e", prompt=True, help="your login email")] = "",
+    email: Annotated[str, typer.Option("--email", "-e", help="your login email")] = "",
     password: Annotated[
-        str,
-        typer.Option(
-            prompt=True, hide_input=True, envvar="BATON_PASSWORD", help="or $BATON_PASSWORD"
-        ),
+        str, typer.Option(envvar="BATON_PASSWORD", help="or $BATON_PASSWORD; else prompted")
     ] = "",
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="read the password from standard input (scripts)"),
+    ] = False,
 ) -> None:
     """Log in; the tokens are saved (readable by you only) for the other commands."""
+    if not email:
+        if not sys.stdin.isatty() or password_stdin:
+            _fail("--email is required when there is no terminal to ask on", code=EXIT_USAGE)
+        email = str(typer.prompt("Email"))
+    password = _login_password(password, from_stdin=password_stdin)
     store = CredentialStore.default()
     with BatonClient(resolve_url(url, store.load())) as client, _translate_errors(client.url):
         try:
@@ -218,6 +248,24 @@ def submit(
     platform: Annotated[
         list[str] | None, typer.Option(help="only on this platform (repeatable)")
     ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir",
+            "-w",
+            help="ship this directory as the job's code and working directory "
+            "(honours .gitignore and .batonignore)",
+        ),
+    ] = None,
+    requirement: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--requirement", "-r", help="pip requirement to install on the worker (repeatable)"
+        ),
+    ] = None,
+    max_mb: Annotated[
+        int, typer.Option("--max-mb", min=1, help="refuse a packed --workdir over this size")
+    ] = BUNDLE_MAX_MB,
     follow_: Annotated[
         bool, typer.Option("--follow", "-f", help="stream output until it ends")
     ] = False,
@@ -226,6 +274,12 @@ def submit(
 ) -> None:
     """Submit an experiment from a spec file and/or flags (flags win)."""
     spec = _load_spec(spec_file) if spec_file is not None else {}
+    if workdir is not None and spec.get("code"):
+        _fail("the spec already has `code`: give it or --workdir, not both", code=EXIT_USAGE)
+    if workdir is not None and not workdir.is_dir():
+        _fail(f"--workdir {workdir}: not a directory", code=EXIT_USAGE)
+    if requirement:
+        spec["requirements"] = [*(spec.get("requirements") or []), *requirement]
     config: dict[str, Any] = dict(spec.get("config") or {})
     if command is not None:
         spec.setdefault("kind", "command")
@@ -247,6 +301,8 @@ def submit(
         )
     spec.setdefault("name", (config.get("command") or spec["kind"])[:200])
     with _client(url) as client:
+        if workdir is not None:
+            spec["code"] = {"bundle": _upload_workdir(client, workdir, max_mb=max_mb)}
         detail = client.submit_spec(spec)
         experiment_id = detail["id"]
         if follow_:
@@ -262,6 +318,24 @@ def submit(
         )
     if follow_ and detail["status"] != "succeeded":
         raise typer.Exit(EXIT_REFUSED)
+
+
+def _upload_workdir(client: BatonClient, workdir: Path, *, max_mb: int) -> str:
+    with tempfile.TemporaryDirectory(prefix="baton-bundle-") as scratch:
+        packed = client.pack(workdir, Path(scratch) / "bundle.tar.gz", max_mb=max_mb)
+        render.err.print(
+            f"packed {len(packed.files)} files from {render.escape(str(workdir))} "
+            f"({packed.size / 1e6:.1f} MB compressed; largest: "
+            f"{render.escape(describe_largest(packed) or 'none')})"
+        )
+        if packed.skipped_links:
+            render.err.print(
+                "left out symlinks pointing outside it: "
+                + render.escape(", ".join(packed.skipped_links))
+            )
+        digest = client.upload_bundle(packed.archive)
+    render.err.print(f"uploaded as {digest}")
+    return digest
 
 
 def _conclude(detail: ExperimentDetail) -> None:

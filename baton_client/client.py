@@ -14,14 +14,17 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
 import httpx
 
+from baton_client.bundle import Packed, check_size, pack
 from baton_client.config import DEFAULT_URL, CredentialStore, resolve_url
 from baton_client.errors import AuthenticationError, Unreachable, error_for
 from baton_client.types import (
@@ -40,6 +43,8 @@ from baton_client.types import (
 # A follower's long-poll: the server answers as soon as there is output, so this only bounds
 # how long a quiet job keeps one request open.
 FOLLOW_WAIT_SECONDS = 25.0
+# The server's default BATON_BUNDLE_MAX_MB: refuse locally rather than upload in vain.
+BUNDLE_MAX_MB = 200
 
 TokenListener = Callable[[Tokens], None]
 
@@ -131,11 +136,17 @@ class BatonClient:
         self.close()
 
     def _send(
-        self, method: str, path: str, *, authenticated: bool, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        authenticated: bool,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
-        headers = (
-            {"Authorization": f"Bearer {self.token}"} if authenticated and self.token else None
-        )
+        headers = dict(headers or {})
+        if authenticated and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         try:
             return self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException:
@@ -209,10 +220,14 @@ class BatonClient:
         tags: list[str] | None = None,
         resources: Mapping[str, Any] | None = None,
         notify: bool | None = None,
+        code: Mapping[str, str] | None = None,
+        requirements: list[str] | None = None,
         **fields: Any,
     ) -> ExperimentDetail:
-        """Submit one experiment; fields left out take the server's defaults. ``fields`` passes
-        anything newer through as is."""
+        """Submit one experiment; fields left out take the server's defaults. ``code`` is
+        ``{"bundle": upload_bundle(dir)}`` or ``{"git": url, "ref": ref}``; ``requirements``
+        are pip requirement strings (a relative path names a file in the bundle). ``fields``
+        passes anything newer through as is."""
         spec = {
             "name": name,
             "kind": kind,
@@ -222,6 +237,8 @@ class BatonClient:
             "tags": tags,
             "resources": resources,
             "notify": notify,
+            "code": code,
+            "requirements": requirements,
             **fields,
         }
         return self.submit_spec({k: v for k, v in spec.items() if v is not None})
@@ -229,6 +246,46 @@ class BatonClient:
     def submit_spec(self, spec: Mapping[str, Any]) -> ExperimentDetail:
         """Submit a spec as the API takes it (what a YAML/JSON spec file holds)."""
         return cast(ExperimentDetail, self.request("POST", "/api/v1/experiments", json=dict(spec)))
+
+    # --- code bundles -----------------------------------------------------------------------
+
+    def upload_bundle(self, source: str | Path, *, max_mb: int = BUNDLE_MAX_MB) -> str:
+        """Upload a working directory (packed honouring .gitignore/.batonignore) or a .tar.gz;
+        returns its digest (``sha256:<hex>``) for ``code={"bundle": digest}``. A directory
+        packed over ``max_mb`` raises BundleTooLarge naming its largest files."""
+        source = Path(source)
+        if not source.is_dir():
+            return self._upload_archive(source)
+        with tempfile.TemporaryDirectory(prefix="baton-bundle-") as scratch:
+            packed = self.pack(source, Path(scratch) / "bundle.tar.gz", max_mb=max_mb)
+            return self._upload_archive(packed.archive)
+
+    @staticmethod
+    def pack(directory: Path, archive: Path, *, max_mb: int = BUNDLE_MAX_MB) -> Packed:
+        packed = pack(directory, archive)
+        check_size(packed, max_mb=max_mb)
+        return packed
+
+    def _upload_archive(self, archive: Path) -> str:
+        """Stream the file up (never all in memory); one refresh on a 401, with a fresh read."""
+        for first in (True, False):
+            with archive.open("rb") as body:
+                response = self._send(
+                    "POST",
+                    "/api/v1/bundles",
+                    authenticated=True,
+                    content=body,
+                    headers={"Content-Type": "application/gzip"},
+                    timeout=httpx.Timeout(self._http.timeout.connect, read=600.0, write=600.0),
+                )
+            if response.status_code == 401 and first and self.refresh_token:
+                self.refresh()
+                continue
+            break
+        if response.status_code >= 400:
+            raise error_for(response)
+        digest: str = response.json()["digest"]
+        return digest
 
     def list_experiments(
         self,

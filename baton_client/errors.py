@@ -20,6 +20,10 @@ class Unreachable(BatonError):
         self.reason = reason
 
 
+class BundleTooLarge(BatonError):
+    """A packed working directory is over the cap; the message names its largest files."""
+
+
 class ApiError(BatonError):
     """The server answered with an error; ``detail`` is its own explanation."""
 

@@ -18,6 +18,7 @@ from orchestrator import metrics, web
 from orchestrator.api import (
     admin,
     auth,
+    bundles,
     checkpoints,
     experiments,
     groups,
@@ -38,8 +39,10 @@ from orchestrator.wakeup import Wakeup, WakeupListener
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-# Routes that stream their bodies to disk and bound them themselves (a signed size).
-STREAMED_PREFIXES = (f"{STORE_PATH}/",)
+# Uploads that stream to disk and enforce a cap of their own (BATON_BUNDLE_MAX_MB)...
+OWN_BODY_CAP = ("/api/v1/bundles",)
+# ... and the blob store, whose signed URLs bound each body (a declared size).
+OWN_BODY_CAP_PREFIXES = (f"{STORE_PATH}/",)
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -65,7 +68,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 
 class LimitBody:
-    """413 for a declared body over MAX_BODY_BYTES (except on STREAMED_PREFIXES).
+    """413 for a declared body over MAX_BODY_BYTES (except uploads with a cap of their own).
 
     Plain ASGI on purpose: behind a BaseHTTPMiddleware (``@app.middleware("http")``),
     ``request.is_disconnected()`` never turns true, so a long-polling claim whose worker hung
@@ -76,7 +79,8 @@ class LimitBody:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(STREAMED_PREFIXES):
+        path = scope["path"] if scope["type"] == "http" else ""
+        if path and path not in OWN_BODY_CAP and not path.startswith(OWN_BODY_CAP_PREFIXES):
             length = Headers(scope=scope).get("content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
                 response = JSONResponse(
@@ -129,7 +133,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (auth, experiments, groups, workers, checkpoints, store, admin, logs, platforms):
+    for module in (
+        auth,
+        experiments,
+        groups,
+        workers,
+        checkpoints,
+        store,
+        admin,
+        logs,
+        platforms,
+        bundles,
+    ):
         app.include_router(module.router)
     metrics.install(app)
     web.install(app)

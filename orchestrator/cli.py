@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlmodel import Session
@@ -18,6 +18,7 @@ from orchestrator.models.user import UserCreate
 from orchestrator.platforms import cli as platform_commands
 from orchestrator.services import accounts
 from orchestrator.settings import Settings
+from orchestrator.urls import listen_url
 
 app = typer.Typer(
     help="Baton: one job queue over the free GPU tiers you already have.", no_args_is_help=True
@@ -33,9 +34,19 @@ app.command("bootstrap")(platform_commands.bootstrap)
 app.add_typer(user_commands.app)  # no name: login, submit, ls, ... at the top level
 
 
-def _settings() -> Settings:
+PublicUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="URL notebooks and people reach the API at (a proxy's or tunnel's); "
+        "default: BATON_PUBLIC_URL, else the address it listens on",
+    ),
+]
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Settings from the environment; ``overrides`` by alias (BATON_...), validated the same."""
     try:
-        return Settings()
+        return Settings(**overrides)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -45,17 +56,28 @@ def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
+def _public_settings(public_url: str | None, host: str, port: int) -> Settings:
+    """Settings whose public URL is ``public_url``, BATON_PUBLIC_URL, else where the API listens."""
+    if public_url:
+        return _settings(BATON_PUBLIC_URL=public_url)
+    settings = _settings()
+    if "public_url" in settings.model_fields_set:
+        return settings
+    return _settings(BATON_PUBLIC_URL=listen_url(host, port))
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    public_url: PublicUrlOption = None,
 ) -> None:
     """Run the API server (uvicorn)."""
     import uvicorn
 
     from orchestrator.app import create_app
 
-    settings = _settings()
+    settings = _public_settings(public_url, host, port)
     _logging()
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5
@@ -77,7 +99,11 @@ def rq_worker(
 
 @app.command()
 def up(
+    host: Annotated[
+        str, typer.Option(help="interface the API listens on (0.0.0.0: every interface)")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="API port")] = 8000,
+    public_url: PublicUrlOption = None,
     workers: Annotated[int, typer.Option(help="local worker agents to start")] = 2,
     demo: Annotated[
         bool,
@@ -91,7 +117,12 @@ def up(
     _logging("WARNING")
     sys.exit(
         run_local(
-            _settings(), port=port, workers=workers, demo=demo, exit_after_demo=exit_after_demo
+            _public_settings(public_url, host, port),
+            host=host,
+            port=port,
+            workers=workers,
+            demo=demo,
+            exit_after_demo=exit_after_demo,
         )
     )
 

@@ -48,6 +48,16 @@ class StaleLease(Conflict):
     code = "stale_lease"
 
 
+class TooLarge(BatonError):
+    status_code = 413
+    code = "too_large"
+
+
+class Gone(BatonError):
+    status_code = 410
+    code = "gone"
+
+
 class Invalid(BatonError):
     status_code = 422
     code = "invalid"

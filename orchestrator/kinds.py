@@ -1,21 +1,37 @@
-"""Experiment kinds: how each one's config is validated and which module runs it."""
+"""Experiment kinds: how each one's config is validated and which module runs it.
+
+``command`` and ``demo.counter`` are built in. Every other kind is a plugin: a distribution
+registers, in the ``baton.kinds`` entry-point group, a list of mappings with ``name``,
+``config`` (a pydantic model, importable without torch), ``entrypoint`` (the module run as
+``python -m``) and ``wheel`` (the wheel this control plane serves that holds it, or None).
+The workloads in ``ml/`` register this way (``ml/kinds.py``): the control plane never
+imports them by name.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ml.arc import configs as arc_configs
-from ml.video import configs as video_configs
 from orchestrator.errors import Invalid
+from orchestrator.platforms.wheel import WHEELS
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "baton.kinds"
 
 
 class CommandConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     command: str = Field(min_length=1, max_length=100_000)
+    # A directory on the worker's own disk: only for a worker on the machine that has it.
+    # Code that travels is the experiment's `code` (a bundle or a git ref) instead.
     workdir: str | None = Field(default=None, max_length=4096)
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -37,29 +53,43 @@ class Kind:
     config_model: type[BaseModel]
     # A Python module run as `python -m MODULE`; None for `command`, which runs a shell line.
     entrypoint: str | None
+    # The served wheel (orchestrator.platforms.wheel.WHEELS) holding the entrypoint, for
+    # workers that cannot import it; None: the worker agent itself holds it.
+    wheel: str | None = None
 
 
-# The workloads' job modules (they import torch; their config modules do not).
-ML_ENTRYPOINTS = {
-    "ml.arc.ttt": "ml.arc.ttt_job",
-    "ml.arc.eval": "ml.arc.eval_job",
-    "ml.video.dataset": "ml.video.dataset_job",
-    "ml.video.train": "ml.video.train_job",
-    "ml.video.compare": "ml.video.compare_job",
-}
-ML_CONFIGS: dict[str, type[BaseModel]] = {
-    **arc_configs.CONFIG_MODELS,
-    **video_configs.CONFIG_MODELS,
-}
+BUILT_IN = (
+    Kind("command", CommandConfig, None),
+    Kind("demo.counter", CounterConfig, "worker.jobs.counter"),
+)
 
-KINDS: dict[str, Kind] = {
-    kind.name: kind
-    for kind in (
-        Kind("command", CommandConfig, None),
-        Kind("demo.counter", CounterConfig, "worker.jobs.counter"),
-        *(Kind(name, ML_CONFIGS[name], module) for name, module in ML_ENTRYPOINTS.items()),
-    )
-}
+
+def _plugin_kinds() -> Iterator[Kind]:
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            specs = entry.load()
+            kinds = [Kind(s["name"], s["config"], s["entrypoint"], s.get("wheel")) for s in specs]
+        except Exception:
+            # One broken plugin must not take the control plane down with it.
+            log.exception("kinds of plugin %s (%s) not loaded", entry.name, entry.value)
+            continue
+        for kind in kinds:
+            if kind.wheel is not None and kind.wheel not in WHEELS:
+                log.error("kind %s names an unknown wheel %r: not loaded", kind.name, kind.wheel)
+                continue
+            yield kind
+
+
+def load_kinds() -> dict[str, Kind]:
+    kinds: dict[str, Kind] = {}
+    for kind in (*BUILT_IN, *_plugin_kinds()):
+        if kind.name in kinds:
+            raise RuntimeError(f"experiment kind {kind.name!r} is registered twice")
+        kinds[kind.name] = kind
+    return kinds
+
+
+KINDS = load_kinds()
 
 
 def get_kind(name: str, *, field: str = "kind") -> Kind:

@@ -21,6 +21,7 @@ from orchestrator.models import Role, User
 from orchestrator.models.user import UserCreate
 from orchestrator.services import accounts
 from orchestrator.settings import Settings
+from orchestrator.urls import listen_url, loopback_problem
 
 ADMIN_EMAIL = "admin@baton.local"
 DEMO_EXPERIMENT = {
@@ -149,7 +150,7 @@ def _run_demo(
 
 
 def run_local(
-    settings: Settings, *, port: int, workers: int, demo: bool, exit_after_demo: bool
+    settings: Settings, *, host: str, port: int, workers: int, demo: bool, exit_after_demo: bool
 ) -> int:
     # SIGTERM unwinds like Ctrl-C, so the children and the embedded Redis are stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -159,7 +160,8 @@ def run_local(
     email, password = _admin_credentials(settings, engine)
     token = _worker_token(engine)
     engine.dispose()
-    url = f"http://127.0.0.1:{port}"
+    # The local agents and the demo talk to the API directly; others get the public URL.
+    url = listen_url(host, port)
     procs: list[subprocess.Popen[bytes]] = []
     with embedded_redis(settings) as redis_url:
         env = {
@@ -168,7 +170,7 @@ def run_local(
             "DATABASE_URL": settings.resolved_database_url,
             "REDIS_URL": redis_url,
             "BATON_SECRET_KEY": settings.signing_key,
-            "BATON_PUBLIC_URL": url,
+            "BATON_PUBLIC_URL": settings.public_url,
         }
         if demo:
             for name, value in DEMO_TIMING.items():
@@ -176,15 +178,22 @@ def run_local(
         logs = settings.data_dir / "logs"
         logs.mkdir(exist_ok=True)
 
-        def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        # The local agents run beside the control plane: no EC2 metadata probe for them.
+        agent_env = {"AWS_EC2_METADATA_DISABLED": "true", **env}
+
+        def start(
+            name: str, argv: list[str], environ: dict[str, str] | None = None
+        ) -> subprocess.Popen[bytes]:
             with (logs / f"{name}.log").open("ab") as out:
-                proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+                proc = subprocess.Popen(
+                    argv, env=environ or env, stdout=out, stderr=subprocess.STDOUT
+                )
             procs.append(proc)
             return proc
 
         baton = [sys.executable, "-m", "orchestrator"]
         try:
-            api = start("api", [*baton, "serve", "--host", "127.0.0.1", "--port", str(port)])
+            api = start("api", [*baton, "serve", "--host", host, "--port", str(port)])
             _wait_healthy(url, api)
             start("rq-worker", [*baton, "rq-worker"])
             agents: dict[str, subprocess.Popen[bytes]] = {}
@@ -204,9 +213,17 @@ def run_local(
                         f"local-{n}",
                         "--work-dir",
                         str(work_dir),
+                        "--platform",
+                        "local",
                     ],
+                    agent_env,
                 )
-            print(f"Baton is up at {url}  (API docs: {url}/docs; logs in {logs})")
+            public = settings.public_url
+            print(f"Baton is up at {public}  (API docs: {public}/docs; logs in {logs})")
+            if public != url:
+                print(f"  listening on {url}")
+            if problem := loopback_problem(settings):
+                print(f"  for notebooks: {problem}")
             shown = password or f"(see {settings.data_dir / 'admin-password'})"
             print(f"  admin: {email}  password: {shown}")
             print(f"  database: {settings.resolved_database_url}\n  redis: {redis_url}")

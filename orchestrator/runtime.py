@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from orchestrator.db import make_engine
 from orchestrator.dispatch import Dispatcher
 from orchestrator.settings import Settings
-from orchestrator.storage import BUNDLES, CHECKPOINTS
+from orchestrator.storage import CHECKPOINTS
 from orchestrator.storage.blobs import BlobStore
 from orchestrator.storage.signing import StoreUrls
 from worker.checkpoints import CheckpointStore, open_store
@@ -61,16 +61,14 @@ class Runtime:
     @cached_property
     def blobs(self) -> dict[str, BlobStore]:
         """The control plane's own stores by namespace, served at /api/v1/store/<namespace>/:
-        code bundles, and checkpoints when they are in a local directory (the same root as
-        ``checkpoints``)."""
+        checkpoints when they are in a local directory (the root of ``checkpoints``)."""
         settings = self.settings
+        root = local_path(settings.resolved_checkpoint_url)
+        if root is None:
+            return {}
         # An upload nobody touched for longer than its URL lives is abandoned.
         stale = max(settings.checkpoint_url_seconds, 3600)
-        stores = {BUNDLES: BlobStore(settings.data_dir / "bundles", stale_seconds=stale)}
-        root = local_path(settings.resolved_checkpoint_url)
-        if root is not None:
-            stores[CHECKPOINTS] = BlobStore(root, stale_seconds=stale)
-        return stores
+        return {CHECKPOINTS: BlobStore(root, stale_seconds=stale)}
 
     @cached_property
     def store_urls(self) -> StoreUrls:

@@ -7,9 +7,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, SecretStr, model_validator
+from pydantic import Field, NonNegativeInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.urls import normalize_public_url
 from worker.checkpoints.signed import SIGNED_PREFIX
 
 # What a Grant names when workers reach checkpoints through the control plane's own store.
@@ -28,6 +29,7 @@ class Settings(BaseSettings):
     database_url: str = Field("", alias="DATABASE_URL")
     redis_url: str = Field("", alias="REDIS_URL")
     checkpoint_url: str = Field("", alias="BATON_CHECKPOINT_URL")
+    # Where notebooks and people reach the API (a proxy's or tunnel's URL); orchestrator/urls.py.
     public_url: str = Field("http://127.0.0.1:8000", alias="BATON_PUBLIC_URL")
     auto_migrate: bool = Field(True, alias="BATON_AUTO_MIGRATE")
 
@@ -44,6 +46,8 @@ class Settings(BaseSettings):
     rq_queue: str = Field("baton", alias="BATON_RQ_QUEUE")
     # How much of each attempt's stdout+stderr the control plane keeps (the newest bytes).
     log_tail_bytes: int = Field(256 * 1024, alias="BATON_LOG_TAIL_BYTES", ge=1024)
+    # The largest code bundle (.tar.gz of a working directory) `POST /api/v1/bundles` takes.
+    bundle_max_mb: int = Field(200, alias="BATON_BUNDLE_MAX_MB", gt=0)
 
     # Checkpoint retention (the GCS free tier is 5 GB) and the signed URLs workers use.
     checkpoint_budget_bytes: int = Field(5_000_000_000, alias="BATON_CHECKPOINT_BUDGET_BYTES", ge=0)
@@ -84,10 +88,21 @@ class Settings(BaseSettings):
     kaggle_rotation_seconds: int = Field(60, alias="BATON_KAGGLE_ROTATION_SECONDS", gt=0)
     # After a failed launch, wait this long (doubling per further failure, up to an hour).
     kaggle_retry_seconds: int = Field(300, alias="BATON_KAGGLE_RETRY_SECONDS", ge=0)
+    # Enrollment codes (what launched kernels and `bootstrap --enroll` cells carry instead of a
+    # worker token): a code must be exchanged within this many seconds (at most an hour), and
+    # the worker token it becomes lasts this many hours (the longest hosted session, 12 h, plus
+    # time to hand over). Rotation sizes each launch's token to that kernel's timeout instead.
+    enroll_seconds: int = Field(3600, alias="BATON_ENROLL_SECONDS", gt=0, le=3600)
+    enroll_session_hours: float = Field(13.0, alias="BATON_ENROLL_SESSION_HOURS", gt=0, le=168)
     # What notebooks pip-install; empty: the worker wheel this control plane serves.
     worker_pip: str = Field("", alias="BATON_WORKER_PIP")
     # Weekly GPU hours each platform allows, where the platform cannot be asked (JSON object).
     platform_gpu_hours: dict[str, float] = Field({"kaggle": 30.0}, alias="BATON_PLATFORM_GPU_HOURS")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        return normalize_public_url(value)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -125,6 +140,10 @@ class Settings(BaseSettings):
         if self.checkpoint_url:
             return self.checkpoint_url
         return (self.data_dir / "checkpoints").resolve().as_uri()
+
+    @property
+    def bundle_max_bytes(self) -> int:
+        return self.bundle_max_mb * 1024 * 1024
 
     @property
     def worker_checkpoint_url(self) -> str:

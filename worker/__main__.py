@@ -1,4 +1,9 @@
-"""`baton-worker` / `python -m worker`: run the agent in this notebook or shell."""
+"""`baton-worker` / `python -m worker`: run the agent in this notebook or shell.
+
+The agent authenticates with a worker token, or enrolls: it exchanges a single-use
+enrollment code (``--enroll``) for a token of this session, which it keeps in memory only:
+never on disk, never in the environment its jobs inherit.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,11 @@ import sys
 from pathlib import Path
 
 from worker.agent import Agent, AgentConfig
+from worker.client import ApiError, WorkerClient
 from worker.deadline import add_session_arguments, session_options
+
+log = logging.getLogger("worker")
+ENROLL_ENV = "BATON_ENROLL_CODE"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -23,6 +32,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--token",
         default=env.get("BATON_WORKER_TOKEN"),
         help="worker token (env BATON_WORKER_TOKEN)",
+    )
+    parser.add_argument(
+        "--enroll",
+        metavar="CODE",
+        # Taken out of the environment at once: jobs inherit the agent's environment.
+        default=env.pop(ENROLL_ENV, None),
+        help=f"single-use enrollment code, exchanged for this session's token (env {ENROLL_ENV})",
     )
     parser.add_argument("--name", default=env.get("BATON_WORKER_NAME") or socket.gethostname())
     parser.add_argument(
@@ -48,11 +64,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.api:
         parser.error("the control plane URL is required: --api URL or BATON_API")
-    if not args.token:
+    if not args.token and not args.enroll:
         parser.error(
-            "a worker token is required: --token TOKEN or BATON_WORKER_TOKEN (baton tokens create)"
+            "a worker token or an enrollment code is required: --token TOKEN or "
+            "BATON_WORKER_TOKEN (baton tokens create), or --enroll CODE (baton bootstrap --enroll)"
         )
     return args
+
+
+def enroll(api: str, code: str) -> str | None:
+    """The worker token the code buys, or None (said why) when the control plane refuses it."""
+    client = WorkerClient(api, None)
+    try:
+        reply = client.enroll(code)
+    except ApiError as exc:
+        log.error("enrollment refused: %s", exc.detail)
+        return None
+    finally:
+        client.close()
+    log.info("enrolled: this session's worker token expires at %s", reply["expires_at"])
+    token: str = reply["token"]
+    return token
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s baton-worker[%(process)d] %(message)s",
         stream=sys.stderr,
     )
+    token = enroll(args.api, args.enroll) if args.enroll else args.token
+    if token is None:
+        return 2
     config = AgentConfig(
         api=args.api,
-        token=args.token,
+        token=token,
         name=args.name,
         work_dir=args.work_dir.expanduser().resolve(),
         claim_wait=args.claim_wait,

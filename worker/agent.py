@@ -7,6 +7,7 @@ import logging
 import queue
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -18,15 +19,24 @@ from typing import Any
 from worker.checkpoints import CheckpointError, CheckpointRef, CheckpointStore
 from worker.checkpoints.signed import open_attempt_store
 from worker.client import ApiError, LeaseLost, Stopped, Unavailable, WorkerClient
+from worker.code import BundleCache, CodeError
+from worker.code import prepare as prepare_code
 from worker.context import INPUTS_INDEX
 from worker.deadline import Session, SessionOptions, SessionWatch, open_session
+from worker.environment import EnvironmentFailed, Environments, JobEnvironment
 from worker.logship import LogShipper
-from worker.runner import JobFiles, JobProcess, Progress, contract_env
+from worker.runner import JobFiles, JobProcess, Progress, contract_env, read_tail
 from worker.tracking import wandb_env
+from worker.workdirs import WorkDirs
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
+MAX_REASON = 4000  # what the control plane keeps of a failure's reason
+# Asks a fresh interpreter whether it can import a module (exit 0) or not (exit 1).
+_FINDS_MODULE = (
+    "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)"
+)
 
 
 @dataclass
@@ -93,9 +103,13 @@ class Attempt:
         self.experiment_id: int = grant["experiment_id"]
         self.number: int = grant["attempt"]
         self.token: str = grant["lease_token"]
-        self.files = JobFiles(
-            agent.config.work_dir / f"exp-{self.experiment_id}" / f"attempt-{self.number}"
+        self.directory = agent.workdirs.attempt(
+            control_plane=agent.control_plane,
+            experiment_id=self.experiment_id,
+            attempt=self.number,
+            lease_token=self.token,
         )
+        self.files = JobFiles(self.directory.path, output_dir=self.directory.output)
         self.progress = Progress()
         self.lease_lost = threading.Event()
         self.canceled = threading.Event()
@@ -106,6 +120,7 @@ class Attempt:
         )
         self.uploader = Uploader(self.store, experiment_id=self.experiment_id, attempt=self.number)
         self.job: JobProcess | None = None
+        self.code_commit: str | None = None  # what the experiment's git ref resolved to
 
     # --- the run --------------------------------------------------------------------------
 
@@ -116,20 +131,35 @@ class Attempt:
             self.number,
             self.grant["kind"],
         )
-        self.files.create()
         try:
-            resume_step = self._download_resume_point()
-            self._download_inputs()
-        except CheckpointError as exc:
-            self._report("fail", reason=f"cannot resume: {exc}")
-            return
-        self.files.config.write_text(json.dumps(self.grant["config"]))
-        self.job = self._spawn(resume_step)
-        self.uploader.start()
+            self._run()
+        finally:
+            self._cleanup()
+
+    def _run(self) -> None:
+        self.files.create()
+        # Before any setup: pip's output belongs in the job's log on the control plane, and
+        # fetching code or installing requirements can take longer than a lease.
         shipper = LogShipper(self.agent.client, path=self.files.log, lease_token=self.token)
         shipper.start()
         beat = threading.Thread(target=self._heartbeat_loop, name="baton-heartbeat", daemon=True)
         beat.start()
+        try:
+            resume_step = self._download_resume_point()
+            self._download_inputs()
+        except CheckpointError as exc:
+            self._abort(beat, shipper, reason=f"cannot resume: {exc}")
+            return
+        try:
+            environment = self._prepare_code_and_environment()
+        except (CodeError, EnvironmentFailed) as exc:
+            # The experiment's own problem (a bad ref, a requirement pip cannot install):
+            # the attempt fails and counts against max_attempts, like a failing job.
+            self._abort(beat, shipper, reason=str(exc))
+            return
+        self.files.config.write_text(json.dumps(self.grant["config"]))
+        self.job = self._spawn(resume_step, environment)
+        self.uploader.start()
         try:
             exit_code = self._supervise(self.job)
         finally:
@@ -139,7 +169,58 @@ class Attempt:
         beat.join()
         shipper.finish()  # before the final report: after it, the lease takes no more output
         self._conclude(exit_code, final)
-        self._cleanup()
+
+    def _abort(self, beat: threading.Thread, shipper: LogShipper, *, reason: str) -> None:
+        """End an attempt whose job never started: report it failed with its log so far."""
+        log.error("experiment %s attempt %s: %s", self.experiment_id, self.number, reason)
+        self.done.set()
+        self.uploader.uploaded.set()  # wakes the heartbeat loop, which then sees done
+        beat.join()
+        shipper.finish()
+        if self.lease_lost.is_set():
+            log.warning("the lease was lost meanwhile; not reporting")
+        else:
+            fields = self._report_fields(None)
+            self._report(
+                "fail", reason=reason[:MAX_REASON], log_tail=read_tail(self.files.log), **fields
+            )
+
+    @property
+    def _code_dir(self) -> Path:
+        return self.files.root / "code"
+
+    def _prepare_code_and_environment(self) -> JobEnvironment:
+        """Fetch the code into the attempt's dir and build the environment the job runs in."""
+        code = self.grant.get("code")
+        code_dir = self._code_dir if code else None
+        if code and code_dir is not None:
+            self.code_commit = prepare_code(
+                code, code_dir, cache=self.agent.bundles, log_file=self.files.log
+            )
+        requirements = list(self.grant.get("requirements") or [])
+        package = self.grant.get("package_wheel")
+        entrypoint = self.grant.get("entrypoint")
+        if package and entrypoint and not self._importable(entrypoint.split(".")[0]):
+            requirements.append(package)  # e.g. baton_ml for ml.* kinds on a bare notebook
+        return self.agent.environments.prepare(requirements, code_dir=code_dir, log=self.files.log)
+
+    def _importable(self, module: str) -> bool:
+        """Whether the worker's own python, where the job would run, can import ``module``."""
+        done = subprocess.run(
+            [sys.executable, "-c", _FINDS_MODULE, module],
+            cwd=self._job_cwd(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        return done.returncode == 0
+
+    def _job_cwd(self) -> Path:
+        workdir = self.grant["config"].get("workdir") if self.grant["kind"] == "command" else None
+        if workdir:  # a single-machine option: a directory on this worker's own disk
+            return Path(workdir).expanduser()
+        return self._code_dir if self.grant.get("code") else self.files.root
 
     def _download_resume_point(self) -> int | None:
         resume = self.grant.get("resume")
@@ -162,17 +243,14 @@ class Attempt:
         self.files.inputs.mkdir(parents=True, exist_ok=True)
         (self.files.inputs / INPUTS_INDEX).write_text(json.dumps(entries))
 
-    def _spawn(self, resume_step: int | None) -> JobProcess:
+    def _spawn(self, resume_step: int | None, environment: JobEnvironment) -> JobProcess:
         config = self.grant["config"]
         extra_env: dict[str, str] = {}
-        cwd = self.files.root
         if self.grant["kind"] == "command":
             argv = ["/bin/sh", "-c", config["command"]]
             extra_env = dict(config.get("env") or {})
-            if config.get("workdir"):
-                cwd = Path(config["workdir"]).expanduser()
         else:
-            argv = [sys.executable, "-m", self.grant["entrypoint"]]
+            argv = [environment.python, "-m", self.grant["entrypoint"]]
         env = contract_env(
             self.files,
             experiment_id=self.experiment_id,
@@ -181,7 +259,8 @@ class Attempt:
             deadline=self.agent.deadline,
             extra={**wandb_env(experiment_id=self.experiment_id), **extra_env},
         )
-        return JobProcess(self.files, argv, env=env, cwd=cwd)
+        # The environment's bin dir first on PATH: a command's `python` is the venv's.
+        return JobProcess(self.files, argv, env=environment.apply(env), cwd=self._job_cwd())
 
     def _supervise(self, job: JobProcess) -> int:
         while job.poll() is None:
@@ -233,6 +312,7 @@ class Attempt:
             "progress_total": self.progress.total,
             "metrics": self.progress.metrics,
             "checkpoint": self._checkpoint_report(checkpoint),
+            "code_commit": self.code_commit,
         }
 
     def _heartbeat(self) -> None:
@@ -285,8 +365,8 @@ class Attempt:
             log.error("gave up reporting %s for experiment %s", verb, self.experiment_id)
 
     def _cleanup(self) -> None:
-        for path in (self.files.checkpoints, self.files.resume, self.files.inputs):
-            shutil.rmtree(path, ignore_errors=True)
+        # Its output was shipped and its checkpoints uploaded: nothing here is needed again.
+        self.directory.remove()
 
 
 class Agent:
@@ -300,7 +380,12 @@ class Agent:
         self.session = Session()
         self.stop_reason = "worker stopping"
         self.worker_id: int | None = None
+        self.control_plane = ""
+        self.workdirs = WorkDirs(config.work_dir)
         self._busy = False
+        # Shared by this agent's attempts: a bundle is downloaded, an environment built, once.
+        self.bundles = BundleCache(config.work_dir / "bundles", self.client)
+        self.environments = Environments(cache_dir=config.work_dir / "envs")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping.is_set():
@@ -324,6 +409,7 @@ class Agent:
         self.deadline = self.session.deadline
         reply = self.client.register(info, stop=self.stopping)
         self.worker_id = int(reply["id"])
+        self.control_plane = str(reply["control_plane"])
         log.info("registered as worker %s (%s)", self.worker_id, info.get("platform"))
         return self.worker_id
 
@@ -333,6 +419,7 @@ class Agent:
         jobs = 0
         try:
             worker_id = self.register()
+            self.workdirs.sweep()
             SessionWatch(self.session, on_end=self._end_session, stopped=self.stopping).start()
             while not self.stopping.is_set():
                 if self.config.max_jobs is not None and jobs >= self.config.max_jobs:

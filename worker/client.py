@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -42,12 +44,12 @@ def _detail(response: httpx.Response) -> str:
 
 
 class WorkerClient:
-    def __init__(self, api: str, token: str, *, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(
-            base_url=api.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}", "User-Agent": "baton-worker"},
-            timeout=timeout,
-        )
+    def __init__(self, api: str, token: str | None, *, timeout: float = 30.0) -> None:
+        """``token`` None: only `enroll` can be called (the code is the credential)."""
+        headers = {"User-Agent": "baton-worker"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=api.rstrip("/"), headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -96,7 +98,24 @@ class WorkerClient:
             raise ApiError(response.status_code, _detail(response))
         return response
 
+    @contextlib.contextmanager
+    def stream(self, method: str, url: str) -> Iterator[httpx.Response]:
+        """One try, the body left unread for the caller to stream; ApiError for >= 400."""
+        with self._http.stream(method, url) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, _detail(response))
+            yield response
+
     # --- the worker API -------------------------------------------------------------------
+
+    def enroll(self, code: str) -> dict[str, Any]:
+        """Exchange a single-use enrollment code for a worker token: ``{token, expires_at}``.
+        Retried while the control plane is unreachable; a refused code raises ApiError."""
+        reply: dict[str, Any] = self.request(
+            "POST", "/api/v1/workers/enroll", json={"code": code}
+        ).json()
+        return reply
 
     def register(self, info: dict[str, Any], *, stop: threading.Event) -> dict[str, Any]:
         result: dict[str, Any] = self.request(

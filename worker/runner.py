@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -19,18 +18,6 @@ from worker import context as contract
 log = logging.getLogger(__name__)
 
 LOG_TAIL_BYTES = 32 * 1024
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: on Linux, get SIGKILL when the agent dies.
-
-    A notebook session that dies takes its jobs with it; an agent killed alone must not
-    leave an orphan job running on, racing the next attempt for the same experiment.
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -38,6 +25,8 @@ class JobFiles:
     """The directories and files of one attempt, under the agent's work dir."""
 
     root: Path
+    # Artifacts meant to outlive the attempt live apart from its scratch directory.
+    output_dir: Path | None = None
 
     @property
     def checkpoints(self) -> Path:
@@ -53,7 +42,7 @@ class JobFiles:
 
     @property
     def output(self) -> Path:
-        return self.root / "output"
+        return self.output_dir or self.root / "output"
 
     @property
     def config(self) -> Path:
@@ -88,19 +77,29 @@ class Progress:
 
 
 class JobProcess:
+    """The job, started through ``worker.guard`` so that its whole tree dies with the agent.
+
+    Only this object holds the write end of the guard's pipe: closing it (``kill``, or the agent
+    dying) makes the guard SIGKILL every process of the job.
+    """
+
     def __init__(self, files: JobFiles, argv: list[str], *, env: dict[str, str], cwd: Path) -> None:
         self.files = files
         self._log = files.log.open("ab")
-        self.proc = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so signals reach its children too
-            preexec_fn=_die_with_parent,
-        )
+        lifeline, self._lifeline = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "worker.guard", str(lifeline), "--", *argv],
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(lifeline,),
+                start_new_session=True,  # the agent's own signals (a ^C in a notebook) stay ours
+            )
+        finally:
+            os.close(lifeline)
         self._offset = 0
         self._partial = b""
 
@@ -132,16 +131,17 @@ class JobProcess:
         return messages
 
     def request_stop(self) -> None:
-        """Ask for "checkpoint now and exit": the stop file, then SIGTERM to the group."""
+        """Ask for "checkpoint now and exit": the stop file, then SIGTERM, which the guard
+        passes to every process in the job's group."""
         self.files.stop.touch()
-        self._signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGTERM)
 
     def kill(self) -> None:
-        self._signal(signal.SIGKILL)
-
-    def _signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
+        """Cut the guard's lifeline: it SIGKILLs the job's whole tree and exits."""
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
 
     def stop(self, *, grace: float) -> int:
         """request_stop, then SIGKILL after ``grace`` seconds; returns the exit code."""
@@ -156,15 +156,24 @@ class JobProcess:
 
     def wait(self) -> int:
         code = self.proc.wait()
+        self.kill()  # nothing of the job may linger once it has ended
         self._log.close()
         return code
 
     def log_tail(self) -> str:
-        with self.files.log.open("rb") as fh:
+        return read_tail(self.files.log)
+
+
+def read_tail(path: Path) -> str:
+    """The newest LOG_TAIL_BYTES of a log ("" when there is none yet)."""
+    try:
+        with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - LOG_TAIL_BYTES))
             return fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def contract_env(

@@ -3,7 +3,7 @@ bucket (gs://) or by this control plane for its own store."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from orchestrator.db import commit
 from orchestrator.services import checkpoint_urls
@@ -32,13 +32,12 @@ def _scope(session: SessionDep, token: CurrentWorkerToken, lease_token: str) -> 
 @router.post("/checkpoint-urls", response_model=UploadPlan)
 def upload_urls(
     data: UploadUrlsIn,
-    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     token: CurrentWorkerToken,
 ) -> UploadPlan:
     """URLs for one checkpoint's files and its manifest (to be PUT last)."""
-    issuer = checkpoint_urls.issuer_for(runtime, request)
+    issuer = checkpoint_urls.issuer_for(runtime)
     scope = _scope(session, token, data.lease_token)
     return checkpoint_urls.upload_plan(
         issuer, scope, data, chunk_bytes=runtime.settings.checkpoint_chunk_bytes
@@ -48,13 +47,12 @@ def upload_urls(
 @router.post("/checkpoint-download", response_model=DownloadPlan)
 def download_urls(
     data: DownloadUrlsIn,
-    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     token: CurrentWorkerToken,
 ) -> DownloadPlan:
     """GET URLs for a complete checkpoint of this experiment or of one of its prerequisites."""
-    issuer = checkpoint_urls.issuer_for(runtime, request)
+    issuer = checkpoint_urls.issuer_for(runtime)
     return checkpoint_urls.download_plan(
         issuer, _scope(session, token, data.lease_token), key=data.key
     )
@@ -63,11 +61,10 @@ def download_urls(
 @router.post("/checkpoint-list", response_model=Listing)
 def list_checkpoints(
     data: LeaseRequest,
-    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     token: CurrentWorkerToken,
 ) -> Listing:
     """The complete checkpoints of this lease's experiment, with their sizes."""
-    checkpoint_urls.issuer_for(runtime, request)  # 422 where workers are not handed URLs
+    checkpoint_urls.issuer_for(runtime)  # 422 where workers are not handed URLs
     return checkpoint_urls.listing(runtime.checkpoints, _scope(session, token, data.lease_token))

@@ -84,6 +84,8 @@ def get_worker_token(session: SessionDep, credentials: BearerDep) -> WorkerToken
     if row is None or row.revoked_at is not None:
         raise NotAuthenticated("worker token unknown or revoked")
     now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
+        raise NotAuthenticated("worker token expired (its session is over)")
     # Every worker of a token shares this row: writing it on each call serialises them all
     # (one row lock on Postgres, the one write lock on SQLite). Minute precision is plenty.
     if row.last_used_at is None or now - row.last_used_at > TOKEN_TOUCH_INTERVAL:

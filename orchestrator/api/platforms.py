@@ -8,13 +8,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from sqlmodel import col, select
 
-from orchestrator.errors import Invalid, NotFound
+from orchestrator.db import commit
+from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.models import KaggleLaunch
 from orchestrator.models.launch import KaggleLaunchPublic
 from orchestrator.platforms import bootstrap, wheel
 from orchestrator.platforms.rotation import worker_pip
-from orchestrator.services import usage
+from orchestrator.services import enrollment, usage
 from orchestrator.settings import Settings
+from orchestrator.urls import loopback_problem, public_url
 
 from .deps import CurrentUser, RuntimeDep, SessionDep
 
@@ -45,30 +47,53 @@ def kaggle_launches(
     return list(session.exec(query).all())
 
 
-def render(settings: Settings, platform: str) -> bootstrap.Bootstrap:
+def _refuse_unreachable(settings: Settings, platform: str, *, allow_loopback: bool) -> None:
     if platform not in bootstrap.TARGETS:
         known = ", ".join(bootstrap.TARGETS)
         raise NotFound(f"no bootstrap for {platform!r} (known: {known})")
-    return bootstrap.render(platform, api_url=settings.public_url, pip=worker_pip(settings))
+    problem = loopback_problem(settings)
+    if problem and not allow_loopback:
+        raise Conflict(f"{problem}; allow_loopback=true for a worker on this machine")
 
 
 @router.get("/bootstrap/wheel/{filename}", response_class=Response)
-def worker_wheel(filename: str) -> Response:
-    """The worker agent as a wheel (public: pip cannot log in, and it holds no secret)."""
-    if filename != wheel.wheel_name():
-        raise NotFound(f"no such wheel; this control plane serves {wheel.wheel_name()}")
-    return Response(wheel.build_wheel(), media_type="application/octet-stream")
+def package_wheel(filename: str) -> Response:
+    """The worker agent or the workloads as a wheel (public: pip cannot log in, and they hold
+    no secret)."""
+    spec = wheel.by_filename(filename)
+    if spec is None:
+        served = ", ".join(s.filename for s in wheel.WHEELS.values())
+        raise NotFound(f"no such wheel; this control plane serves {served}")
+    return Response(wheel.build_wheel(spec.dist), media_type="application/octet-stream")
 
 
 @router.get("/bootstrap/{platform}", response_model=bootstrap.Bootstrap)
 def bootstrap_cell(
     platform: str,
     runtime: RuntimeDep,
+    session: SessionDep,
     user: CurrentUser,
     format: Literal["json", "ipynb"] = "json",
+    allow_loopback: Annotated[
+        bool, Query(description="render even for a loopback public URL (a worker on this host)")
+    ] = False,
+    enroll: Annotated[
+        bool, Query(description="carry a single-use enrollment code instead of reading a token")
+    ] = False,
 ) -> bootstrap.Bootstrap | Response:
-    """A ready-to-paste cell starting a worker on ``platform``, or (format=ipynb) a notebook."""
-    result = render(runtime.settings, platform)
+    """A ready-to-paste cell starting a worker on ``platform``, or (format=ipynb) a notebook.
+
+    409 while the public URL is loopback: no notebook elsewhere could reach it."""
+    settings = runtime.settings
+    # Refused before a code is issued: a code for a cell no notebook can use is wasted.
+    _refuse_unreachable(settings, platform, allow_loopback=allow_loopback)
+    issued = None
+    if enroll:
+        issued = enrollment.issue_for_cell(session, settings, platform=platform, created_by=user)
+        commit(session)
+    result = bootstrap.render(
+        platform, api_url=public_url(settings), pip=worker_pip(settings), enroll=issued
+    )
     if format == "json":
         return result
     return Response(

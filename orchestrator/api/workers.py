@@ -1,4 +1,4 @@
-"""The worker API: only worker tokens get in."""
+"""The worker API: only worker tokens get in (and enrollment codes, to become one)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from sqlmodel import col, select
 
 from orchestrator.db import commit
 from orchestrator.models import Worker
-from orchestrator.models.worker import WorkerPublic, WorkerRegister
-from orchestrator.services import leases
+from orchestrator.models.enrollment import Enrolled, EnrollIn
+from orchestrator.models.instance import control_plane_id
+from orchestrator.models.worker import WorkerPublic, WorkerRegister, WorkerRegistered
+from orchestrator.services import enrollment, leases
 from orchestrator.services.leases import (
     CompleteIn,
     FailIn,
@@ -30,11 +32,31 @@ router = APIRouter(prefix="/api/v1", tags=["workers"])
 CLAIM_POLL_SECONDS = 1.0
 
 
-@router.post("/workers/register", response_model=WorkerPublic, status_code=status.HTTP_201_CREATED)
-def register(data: WorkerRegister, session: SessionDep, token: CurrentWorkerToken) -> WorkerPublic:
-    worker = leases.register_worker(session, token=token, data=data)
+@router.post(
+    "/workers/enroll",
+    response_model=Enrolled,
+    responses={401: {"description": "unknown code"}, 410: {"description": "used or expired"}},
+)
+def enroll(data: EnrollIn, session: SessionDep) -> Enrolled:
+    """Exchange a single-use enrollment code for this session's worker token (no bearer: the
+    code is the credential). The token is shown once."""
+    enrolled = enrollment.exchange(session, data.code)
     commit(session)
-    return WorkerPublic.model_validate(worker)
+    return enrolled
+
+
+@router.post(
+    "/workers/register", response_model=WorkerRegistered, status_code=status.HTTP_201_CREATED
+)
+def register(
+    data: WorkerRegister, session: SessionDep, token: CurrentWorkerToken
+) -> WorkerRegistered:
+    worker = leases.register_worker(session, token=token, data=data)
+    identity = control_plane_id(session)
+    commit(session)
+    return WorkerRegistered.model_validate(
+        {**WorkerPublic.model_validate(worker).model_dump(), "control_plane": identity}
+    )
 
 
 @router.get("/workers", response_model=list[WorkerPublic])

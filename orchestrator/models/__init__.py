@@ -1,5 +1,6 @@
 """Tables and API shapes, one family per entity."""
 
+from orchestrator.models.enrollment import Enrollment
 from orchestrator.models.experiment import (
     Attempt,
     AttemptOutcome,
@@ -9,6 +10,7 @@ from orchestrator.models.experiment import (
     ExperimentTag,
 )
 from orchestrator.models.group import ExperimentGroup
+from orchestrator.models.instance import ControlPlane
 from orchestrator.models.launch import KaggleLaunch
 from orchestrator.models.logs import AttemptLog
 from orchestrator.models.metrics import MetricSample
@@ -20,6 +22,8 @@ __all__ = [
     "Attempt",
     "AttemptLog",
     "AttemptOutcome",
+    "ControlPlane",
+    "Enrollment",
     "Experiment",
     "ExperimentDependency",
     "ExperimentGroup",

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
@@ -12,6 +14,13 @@ from orchestrator.models.types import UTCDateTime, utcnow
 from orchestrator.models.worker import Platform
 
 MAX_PRIORITY = 100
+MAX_REQUIREMENTS = 200
+BUNDLE_DIGEST = r"^sha256:[0-9a-f]{64}$"
+# Transports a worker may clone from. Not git's `ext::`, which runs a command on the worker.
+GIT_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/\\-]")
+_REF = re.compile(r"^[^\s\x00-\x1f~^:?*\[\\-][^\s\x00-\x1f~^:?*\[\\]*$")
+MAX_REQUIREMENT_LENGTH = 500
 
 
 class ExperimentStatus(StrEnum):
@@ -63,6 +72,37 @@ class Resources(SQLModel):
         return sorted(set(value))
 
 
+class CodeSpec(BaseModel):
+    """Where a job's code comes from: an uploaded bundle, or a git repository at a ref."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: str | None = PydanticField(default=None, pattern=BUNDLE_DIGEST)
+    git: str | None = PydanticField(default=None, min_length=1, max_length=2000)
+    ref: str | None = PydanticField(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CodeSpec:
+        if (self.bundle is None) == (self.git is None):
+            raise ValueError('give exactly one of {"bundle": digest} or {"git": url, "ref": ref}')
+        if self.bundle is not None and self.ref is not None:
+            raise ValueError("ref goes with git, not with a bundle")
+        if self.git is not None:
+            if not (self.git.startswith(GIT_SCHEMES) or _SCP_LIKE.match(self.git)):
+                schemes = ", ".join(s.removesuffix("://") for s in GIT_SCHEMES)
+                raise ValueError(f"git URL must use one of {schemes} (or user@host:path)")
+            if self.ref is not None and not _REF.match(self.ref):
+                raise ValueError(f"ref {self.ref!r} is not a branch, tag or commit name")
+        return self
+
+    def stored(self) -> dict[str, str]:
+        """What the experiment keeps: ``{"bundle": digest}`` or ``{"git": url, "ref": ref}``."""
+        if self.bundle is not None:
+            return {"bundle": self.bundle}
+        assert self.git is not None
+        return {"git": self.git, "ref": self.ref or "HEAD"}
+
+
 class ExperimentBase(SQLModel):
     name: str = Field(min_length=1, max_length=200)
     kind: str = Field(min_length=1, max_length=64)
@@ -71,7 +111,29 @@ class ExperimentBase(SQLModel):
     notify: bool = True
 
 
-class ExperimentCreate(ExperimentBase):
+class CodeFields(SQLModel):
+    """What an experiment runs with besides its config: its code and its requirements."""
+
+    code: CodeSpec | None = None
+    # pip requirement strings installed on the worker (a relative path: inside the bundle).
+    requirements: list[str] = Field(default_factory=list, max_length=MAX_REQUIREMENTS)
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: list[str]) -> list[str]:
+        for index, line in enumerate(value):
+            text = line.strip()
+            if not 1 <= len(text) <= MAX_REQUIREMENT_LENGTH:
+                raise ValueError(f"entry {index}: 1 to {MAX_REQUIREMENT_LENGTH} characters")
+            if text.startswith("-"):
+                # pip would read it as an option (--index-url, -e, -r): a requirement only.
+                raise ValueError(f"entry {index} ({text!r}): pip options are not allowed")
+            if any(c in text for c in "\r\n\x00"):
+                raise ValueError(f"entry {index}: one requirement per entry, no line breaks")
+        return [line.strip() for line in value]
+
+
+class ExperimentCreate(ExperimentBase, CodeFields):
     config: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     tags: list[str] = Field(default_factory=list, max_length=20)
@@ -112,6 +174,10 @@ class Experiment(ExperimentBase, table=True):
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     error: str | None = Field(default=None, max_length=4000)
     cancel_requested: bool = False
+    code: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
+    requirements: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
 
 
 class ExperimentTag(SQLModel, table=True):
@@ -153,6 +219,8 @@ class Attempt(SQLModel, table=True):
     progress_step: int | None = None
     progress_total: int | None = None
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The commit a git ref resolved to on the worker (experiments with git code).
+    code_commit: str | None = Field(default=None, max_length=64)
 
 
 class AttemptPublic(SQLModel):
@@ -170,6 +238,7 @@ class AttemptPublic(SQLModel):
     progress_step: int | None
     progress_total: int | None
     metrics: dict[str, Any]
+    code_commit: str | None
 
 
 class ExperimentPublic(ExperimentBase):
@@ -190,6 +259,8 @@ class ExperimentPublic(ExperimentBase):
     result: dict[str, Any] | None
     error: str | None
     cancel_requested: bool
+    code: dict[str, str] | None
+    requirements: list[str]
 
 
 class ExperimentDetail(ExperimentPublic):

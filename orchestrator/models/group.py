@@ -9,7 +9,7 @@ from pydantic import model_validator
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from orchestrator.models.experiment import ExperimentBase, ExperimentPublic, Resources
+from orchestrator.models.experiment import CodeFields, ExperimentBase, ExperimentPublic, Resources
 from orchestrator.models.types import UTCDateTime, utcnow
 
 
@@ -26,7 +26,7 @@ class ExperimentGroup(SQLModel, table=True):
     )
 
 
-class GroupMember(ExperimentBase):
+class GroupMember(ExperimentBase, CodeFields):
     """One experiment of a group; ``key`` names it for ``depends_on`` inside the group."""
 
     key: str = Field(min_length=1, max_length=64)

@@ -33,6 +33,8 @@ class WorkerToken(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    # Tokens made from an enrollment code last one session; tokens made by hand never expire.
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     last_used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
 
@@ -45,6 +47,7 @@ class WorkerTokenPublic(SQLModel):
     name: str
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
 
 class WorkerTokenCreated(WorkerTokenPublic):
@@ -88,3 +91,8 @@ class WorkerPublic(WorkerBase):
     registered_at: datetime
     last_seen_at: datetime
     draining: bool = False
+
+
+class WorkerRegistered(WorkerPublic):
+    # Which control plane the worker now serves: its attempt directories are keyed by it.
+    control_plane: str

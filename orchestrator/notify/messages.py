@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from orchestrator.models import Attempt, Experiment, ExperimentStatus, Role, User, Worker
 from orchestrator.settings import Settings
+from orchestrator.urls import public_url
 
 # The endings worth an email; a canceled experiment was the user's own doing.
 NOTIFIED = frozenset({ExperimentStatus.succeeded, ExperimentStatus.failed, ExperimentStatus.lost})
@@ -44,7 +45,7 @@ class AttemptRow:
 
 def ui_link(settings: Settings, *, path: str = "") -> str:
     """A page of the web UI (``orchestrator/web``, mounted at ``/ui``)."""
-    return f"{settings.public_url.rstrip('/')}/ui{path}"
+    return public_url(settings, f"/ui{path}")
 
 
 def duration(seconds: float) -> str:

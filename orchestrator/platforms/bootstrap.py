@@ -3,6 +3,8 @@
 A cell installs the worker, reads the worker token from the platform's secret store (Kaggle
 Secrets, Colab's userdata, else the environment or a hidden prompt) and runs the agent in the
 notebook's own Python. The token is never part of the cell, so never part of a saved notebook.
+An enrolling cell (``enroll=``) reads no token: it carries a single-use enrollment code,
+expiring within the hour, that the agent exchanges for a token of one session.
 """
 
 from __future__ import annotations
@@ -11,18 +13,22 @@ import shlex
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from orchestrator.services.enrollment import Issued
+
 TOKEN_SECRET = "BATON_WORKER_TOKEN"
-OPTIONAL_SECRETS = ("WANDB_API_KEY",)  # passed to jobs when present (worker/tracking.py)
+# Passed to jobs when present: W&B (worker/tracking.py), Hugging Face's token for gated models.
+OPTIONAL_SECRETS = ("WANDB_API_KEY", "HF_TOKEN")
 
 _FROM_STORE = """\
-for name in ({names}):
+for name in {names}:
     try:
         os.environ[name] = {getter}(name)
-    except Exception:  # noqa: BLE001 - only the worker token is required; the agent says so
+    except Exception:  # noqa: BLE001 - absent secrets are skipped; the agent names a missing token
         pass
 """
 _FROM_PROMPT = """\
@@ -111,25 +117,39 @@ class Bootstrap(BaseModel):
     title: str
     cell: str  # Python for a notebook cell
     script: str | None  # a shell script, for the shell target
-    secret_name: str
+    secret_name: str | None  # None: the cell enrolls with a code instead
     secret_store: str
     notes: list[str]
     terms: str | None
     pip: str
+    enroll_expires_at: datetime | None = None  # when the cell's enrollment code stops working
 
 
-def _secrets_code(target: Target) -> str:
+def _secrets_code(target: Target, *, enrolling: bool) -> str:
     if target.store_import is None:
-        return _FROM_PROMPT.format(token=TOKEN_SECRET)
-    names = ", ".join(repr(n) for n in (TOKEN_SECRET, *OPTIONAL_SECRETS))
-    return target.store_import + "\n\n" + _FROM_STORE.format(names=names, getter=target.getter)
+        return "" if enrolling else _FROM_PROMPT.format(token=TOKEN_SECRET)
+    names = OPTIONAL_SECRETS if enrolling else (TOKEN_SECRET, *OPTIONAL_SECRETS)
+    return (
+        target.store_import
+        + "\n\n"
+        + _FROM_STORE.format(names=repr(tuple(names)), getter=target.getter)
+    )
 
 
-def _comments(target: Target) -> list[str]:
-    lines = [
-        f"# {target.title}",
-        f"# Worker token: {TOKEN_SECRET}, from {target.secret_store}.",
-    ]
+def _enroll_note(enroll: Issued) -> str:
+    return (
+        f"a single-use enrollment code, valid until {enroll.expires_at:%Y-%m-%d %H:%M} UTC: "
+        "it starts one worker session; make a new cell for the next one"
+    )
+
+
+def _comments(target: Target, enroll: Issued | None) -> list[str]:
+    credential = (
+        f"Worker token: {TOKEN_SECRET}, from {target.secret_store}."
+        if enroll is None
+        else f"This cell carries {_enroll_note(enroll)}."
+    )
+    lines = [f"# {target.title}", f"# {credential}"]
     lines += [f"# {note}" for note in target.notes]
     if target.terms:
         lines.append(f"# NOTE: {target.terms}")
@@ -137,12 +157,19 @@ def _comments(target: Target) -> list[str]:
 
 
 def _cell(
-    target: Target, *, api_url: str, pip: str, args: Sequence[str], env: Mapping[str, str]
+    target: Target,
+    *,
+    api_url: str,
+    pip: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    enroll: Issued | None,
 ) -> str:
     settings = [f"os.environ[{k!r}] = {v!r}" for k, v in {"BATON_API": api_url, **env}.items()]
+    secrets_code = _secrets_code(target, enrolling=enroll is not None).rstrip("\n")
     return "\n".join(
         [
-            *_comments(target),
+            *_comments(target, enroll),
             "import importlib",
             "import os",
             "import subprocess",
@@ -152,25 +179,31 @@ def _cell(
             f'    [sys.executable, "-m", "pip", "install", "--quiet", {pip!r}], check=True',
             ")",
             "importlib.invalidate_caches()",
-            _secrets_code(target).rstrip("\n"),
+            *([secrets_code] if secrets_code else []),
             *settings,
             "",
             "from worker.__main__ import main",
             "",
             f"exit_code = main({list(args)!r})",
+            # A refused agent fails the cell, and a launched kernel ends as an error.
+            "if exit_code:",
+            "    raise SystemExit(exit_code)",
             "",
         ]
     )
 
 
-def _script(target: Target, *, api_url: str, pip: str, args: Sequence[str]) -> str:
+def _script(
+    target: Target, *, api_url: str, pip: str, args: Sequence[str], enroll: Issued | None
+) -> str:
     venv = '"${BATON_VENV:-$HOME/.baton/venv}"'
+    need_token = f': "${{{TOKEN_SECRET}:?export {TOKEN_SECRET} first (baton tokens create)}}"'
     return "\n".join(
         [
             "#!/usr/bin/env bash",
-            *_comments(target),
+            *_comments(target, enroll),
             "set -euo pipefail",
-            f': "${{{TOKEN_SECRET}:?export {TOKEN_SECRET} first (baton tokens create)}}"',
+            *([need_token] if enroll is None else []),
             f"python3 -m venv {venv}",
             f"{venv}/bin/pip install --quiet {shlex.quote(pip)}",
             f"exec {venv}/bin/baton-worker {shlex.join(['--api', api_url, *args])}",
@@ -186,21 +219,26 @@ def render(
     pip: str,
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    enroll: Issued | None = None,
 ) -> Bootstrap:
-    """The bootstrap for ``platform``; KeyError for an unknown one."""
+    """The bootstrap for ``platform``; KeyError for an unknown one. With ``enroll`` it carries
+    that code (the agent's ``--enroll``) and reads no worker token."""
     target = TARGETS[platform]
+    if enroll is not None:
+        args = ["--enroll", enroll.code, *args]
     return Bootstrap(
         platform=target.name,
         title=target.title,
-        cell=_cell(target, api_url=api_url, pip=pip, args=args, env=env or {}),
-        script=_script(target, api_url=api_url, pip=pip, args=args)
+        cell=_cell(target, api_url=api_url, pip=pip, args=args, env=env or {}, enroll=enroll),
+        script=_script(target, api_url=api_url, pip=pip, args=args, enroll=enroll)
         if platform == "shell"
         else None,
-        secret_name=TOKEN_SECRET,
-        secret_store=target.secret_store,
+        secret_name=TOKEN_SECRET if enroll is None else None,
+        secret_store=target.secret_store if enroll is None else _enroll_note(enroll),
         notes=list(target.notes),
         terms=target.terms,
         pip=pip,
+        enroll_expires_at=enroll.expires_at if enroll else None,
     )
 
 
@@ -212,8 +250,11 @@ def notebook(bootstrap: Bootstrap) -> dict[str, Any]:
     """An nbformat 4.5 notebook: a note on what it does, then the cell."""
     target = TARGETS[bootstrap.platform]
     intro = [f"# {bootstrap.title}\n", "\n"]
-    intro.append(f"The worker token, **{TOKEN_SECRET}**, comes from {target.secret_store}: ")
-    intro.append("it is read at run time and never written into this notebook.\n")
+    if bootstrap.secret_name is None:
+        intro.append(f"This notebook carries {bootstrap.secret_store}.\n")
+    else:
+        intro.append(f"The worker token, **{TOKEN_SECRET}**, comes from {target.secret_store}: ")
+        intro.append("it is read at run time and never written into this notebook.\n")
     intro += [f"\n- {note}" for note in bootstrap.notes]
     if bootstrap.terms:
         intro.append(f"\n\n**Terms:** {bootstrap.terms}")

@@ -1,8 +1,9 @@
 """Kaggle through the official `kaggle` package: weekly GPU quota, kernel push and status.
 
-A launched kernel is a script kernel running the Kaggle bootstrap cell (worker token from
-Kaggle Secrets); its metadata turns GPU and internet on explicitly, since the defaults of
-the CLI and of the web UI disagree.
+A launched kernel is a script kernel running the Kaggle bootstrap cell with the launch's
+single-use enrollment code (nothing can attach Kaggle Secrets to a kernel pushed through the
+API); its metadata turns GPU and internet on explicitly, since the defaults of the CLI and of
+the web UI disagree.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 from orchestrator.models.launch import LaunchStatus
 from orchestrator.platforms import bootstrap
+from orchestrator.services.enrollment import Issued
 from orchestrator.settings import Settings
+from orchestrator.urls import public_url
 
 CODE_FILE = "baton_worker.py"
 METADATA_FILE = "kernel-metadata.json"
@@ -45,7 +48,9 @@ def kernel_slug(settings: Settings) -> str:
     return f"{settings.kaggle_username}/{settings.kaggle_kernel}"
 
 
-def kernel_files(settings: Settings, *, pip: str, session_hours: float) -> dict[str, str]:
+def kernel_files(
+    settings: Settings, *, pip: str, session_hours: float, enroll: Issued
+) -> dict[str, str]:
     """kernel-metadata.json and the script, as ``kaggle kernels push`` reads them from a folder."""
     metadata = {
         "id": kernel_slug(settings),
@@ -64,11 +69,12 @@ def kernel_files(settings: Settings, *, pip: str, session_hours: float) -> dict[
     }
     script = bootstrap.render(
         "kaggle",
-        api_url=settings.public_url,
+        api_url=public_url(settings),
         pip=pip,
         # The worker's deadline is the kernel's timeout; idle, it exits instead of burning quota.
         args=["--session-hours", f"{session_hours:g}", "--idle-exit", "600"],
         env={"BATON_PLATFORM_ACCOUNT": settings.kaggle_username},
+        enroll=enroll,
     ).cell
     return {METADATA_FILE: json.dumps(metadata, indent=2) + "\n", CODE_FILE: script}
 

@@ -5,6 +5,12 @@ quota, and launches a kernel only when matching work is queued, quota remains, n
 worker is alive and no launch is in flight. A launch is recorded *before* the push, under a
 partial unique index (one live launch per need), so two ticks never push twice; a failed
 push is recorded and retried after a back-off that doubles with each further failure.
+
+A pushed kernel holds no secret of Baton's: the launch's single-use enrollment code, which
+the agent exchanges for a worker token of that one session. The code must be exchanged
+within BATON_ENROLL_SECONDS (at most an hour); a kernel Kaggle keeps queued longer starts, is
+refused, exits with an error, and the launch counts as failed and is retried. When a launch
+ends, its code (if unused) and the token it became stop working.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from orchestrator.models.types import utcnow
 from orchestrator.platforms import kaggle
 from orchestrator.platforms.kaggle import KaggleError, KaggleGateway, KernelState, Quota
 from orchestrator.runtime import Runtime
+from orchestrator.services import enrollment
 from orchestrator.settings import Settings
+from orchestrator.urls import loopback_problem, public_url
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +62,7 @@ def need_key(settings: Settings) -> str:
 def worker_pip(settings: Settings) -> str:
     from orchestrator.platforms.wheel import wheel_name
 
-    return (
-        settings.worker_pip
-        or f"{settings.public_url.rstrip('/')}/api/v1/bootstrap/wheel/{wheel_name()}"
-    )
+    return settings.worker_pip or public_url(settings, f"/api/v1/bootstrap/wheel/{wheel_name()}")
 
 
 def tick(runtime: Runtime, *, gateway: KaggleGateway | None = None) -> Tick:
@@ -106,6 +111,7 @@ def follow(runtime: Runtime, gateway: KaggleGateway) -> dict[int, str]:
                 row.error = state.message[:4000]
             if state.status.is_final:
                 row.finished_at = row.updated_at
+                enrollment.close_launch(session, launch_id)
             session.add(row)
             followed[launch_id] = state.status
     return followed
@@ -239,6 +245,9 @@ def maybe_launch(runtime: Runtime, gateway: KaggleGateway, quota: Quota | None) 
         retry_at = _retry_at(session, settings, key)
         if retry_at is not None and utcnow() < retry_at:
             return Tick("backing-off")
+    if problem := loopback_problem(settings):
+        log.warning("kaggle rotation: not launching: %s", problem)
+        return Tick("no-public-url")
     return launch(runtime.engine, settings, gateway, quota=quota, experiment_ids=work)
 
 
@@ -253,16 +262,17 @@ def launch(
     """Record a launch, then push the kernel; its timeout is the session limit or what quota
     remains, whichever is less. Also `baton kaggle launch`, which skips the rotation's checks."""
     timeout = int(min(settings.kaggle_session_hours * 3600, quota.remaining_seconds))
-    launch_id = _record_launch(engine, settings, experiment_ids=experiment_ids, timeout=timeout)
-    if launch_id is None:
+    issued = _record_launch(engine, settings, experiment_ids=experiment_ids, timeout=timeout)
+    if issued is None:
         return Tick("in-flight")
-    return _push(engine, settings, gateway, launch_id=launch_id, timeout=timeout)
+    return _push(engine, settings, gateway, issued=issued, timeout=timeout)
 
 
 def _record_launch(
     engine: Engine, settings: Settings, *, experiment_ids: list[int], timeout: int
-) -> int | None:
-    """The launch row, committed before the push; None if another tick recorded one first."""
+) -> enrollment.Issued | None:
+    """The launch row and its enrollment code, committed before the push; None if another
+    tick recorded one first."""
     try:
         with session_scope(engine) as session:
             row = KaggleLaunch(
@@ -273,15 +283,25 @@ def _record_launch(
             )
             session.add(row)
             session.flush()
-            return row.id
+            assert row.id is not None
+            return enrollment.issue_for_launch(
+                session, settings, launch_id=row.id, timeout_seconds=timeout
+            )
     except IntegrityError:
         return None
 
 
 def _push(
-    engine: Engine, settings: Settings, gateway: KaggleGateway, *, launch_id: int, timeout: int
+    engine: Engine,
+    settings: Settings,
+    gateway: KaggleGateway,
+    *,
+    issued: enrollment.Issued,
+    timeout: int,
 ) -> Tick:
-    files = kernel_folder_files(settings, timeout=timeout)
+    launch_id = issued.launch_id
+    assert launch_id is not None
+    files = kernel_folder_files(settings, timeout=timeout, enroll=issued)
     try:
         with tempfile.TemporaryDirectory(prefix="baton-kaggle-") as folder:
             for name, text in files.items():
@@ -300,11 +320,16 @@ def _push(
         row.updated_at = utcnow()
         if status.is_final:
             row.finished_at = row.updated_at
+            enrollment.close_launch(session, launch_id)
         session.add(row)
     return Tick(
         "launched" if status == LaunchStatus.queued else "launch-failed", launch_id=launch_id
     )
 
 
-def kernel_folder_files(settings: Settings, *, timeout: int) -> dict[str, str]:
-    return kaggle.kernel_files(settings, pip=worker_pip(settings), session_hours=timeout / 3600)
+def kernel_folder_files(
+    settings: Settings, *, timeout: int, enroll: enrollment.Issued
+) -> dict[str, str]:
+    return kaggle.kernel_files(
+        settings, pip=worker_pip(settings), session_hours=timeout / 3600, enroll=enroll
+    )

@@ -19,7 +19,6 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session
-from starlette.requests import Request
 
 from orchestrator.errors import Forbidden, Invalid, NotFound
 from orchestrator.models import WorkerToken
@@ -128,14 +127,14 @@ class UrlIssuer(Protocol):
         ...
 
 
-def issuer_for(runtime: Runtime, request: Request) -> UrlIssuer:
+def issuer_for(runtime: Runtime) -> UrlIssuer:
     """The issuer of the store this control plane's Grants name."""
     settings = runtime.settings
     url = settings.worker_checkpoint_url
     if url == CONTROL_PLANE_STORE:
         from orchestrator.storage.checkpoints import ControlPlaneUrls
 
-        return ControlPlaneUrls.of(runtime, base_url=public_url(settings, request, "/"))
+        return ControlPlaneUrls.of(runtime, base_url=public_url(settings))
     if url.startswith(SIGNED_PREFIX + "gs://"):
         from orchestrator.storage.gcs_urls import GcsUrls
 

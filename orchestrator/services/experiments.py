@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
-from orchestrator.errors import Conflict, NotFound
+from orchestrator.bundles import BundleStore
+from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.kinds import get_kind, validate_config
 from orchestrator.models import Attempt, Experiment, ExperimentStatus, ExperimentTag, User
 from orchestrator.models.experiment import (
@@ -36,6 +37,7 @@ def create(
     """
     kind = get_kind(data.kind, field=f"{field}kind")
     config = validate_config(kind, data.config, field=f"{field}config")
+    code = _check_code(runtime, data, config, field=field)
     prerequisites = dependencies.load_prerequisites(
         session, user=owner, ids=data.depends_on, field=f"{field}depends_on"
     )
@@ -50,6 +52,8 @@ def create(
         group_id=group_id,
         config=config,
         resources=data.resources.model_dump(mode="json"),
+        code=code,
+        requirements=data.requirements,
     )
     session.add(experiment)
     session.flush()
@@ -63,6 +67,26 @@ def create(
         session.flush()
         lifecycle.start(session, runtime, experiment)
     return experiment
+
+
+def _check_code(
+    runtime: Runtime, data: ExperimentCreate, config: dict[str, object], *, field: str
+) -> dict[str, str] | None:
+    """The code as stored; 422 for a bundle this control plane does not hold."""
+    if data.code is None:
+        return None
+    if config.get("workdir"):
+        raise Invalid(
+            f"{field}config.workdir: a directory on the worker's own disk; an experiment with "
+            "`code` runs in its unpacked code instead (leave workdir out)"
+        )
+    digest = data.code.bundle
+    if digest is not None and BundleStore.from_settings(runtime.settings).size(digest) is None:
+        raise Invalid(
+            f"{field}code.bundle: no bundle {digest} on this control plane "
+            "(upload it first: POST /api/v1/bundles, or `baton submit --workdir DIR`)"
+        )
+    return data.code.stored()
 
 
 def get_visible(session: Session, *, user: User, experiment_id: int) -> Experiment:

@@ -65,6 +65,8 @@ def create(
             resources=member.resources,
             tags=member.tags,
             depends_on=[d for d in depends_on if d is not None],
+            code=member.code,
+            requirements=member.requirements,
         )
         by_key[key] = experiments.create(
             session,

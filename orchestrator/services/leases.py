@@ -12,8 +12,9 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from orchestrator.bundles import BundleStore
 from orchestrator.db import after_commit, session_scope
 from orchestrator.dispatch import Capability
 from orchestrator.dispatch.queue import now_ms
@@ -29,10 +30,13 @@ from orchestrator.models import (
 )
 from orchestrator.models.types import utcnow
 from orchestrator.models.worker import WorkerRegister
+from orchestrator.platforms import wheel
 from orchestrator.runtime import Runtime
 from orchestrator.services import dependencies, lifecycle, metric_history, retention, usage
+from orchestrator.urls import public_url
 
 LOG_TAIL_LIMIT = 64 * 1024
+COMMIT_PATTERN = r"^([0-9a-f]{40}|[0-9a-f]{64})$"  # SHA-1 or SHA-256 object names
 SEEN_TOUCH_INTERVAL = timedelta(seconds=5)
 
 
@@ -52,6 +56,8 @@ class LeaseReport(LeaseRequest):
     progress_total: int | None = Field(default=None, ge=0)
     metrics: dict[str, float] = Field(default_factory=dict, max_length=200)
     checkpoint: CheckpointReport | None = None
+    # The commit the experiment's git ref resolved to on the worker.
+    code_commit: str | None = Field(default=None, pattern=COMMIT_PATTERN)
 
 
 class HeartbeatIn(LeaseReport):
@@ -110,6 +116,11 @@ class Grant(BaseModel):
     checkpoint_url: str
     heartbeat_seconds: float
     lease_seconds: float
+    # {"bundle": digest, "size": bytes, "url": download URL} or {"git": url, "ref": ref}.
+    code: dict[str, Any] | None = None
+    requirements: list[str] = Field(default_factory=list)
+    # The wheel providing the entrypoint module, for a worker that cannot import it.
+    package_wheel: str | None = None
 
 
 def register_worker(session: Session, *, token: WorkerToken, data: WorkerRegister) -> Worker:
@@ -224,13 +235,18 @@ def _bind(
         )
         for p in dependencies.prerequisites(session, experiment_id)
     ]
+    kind = get_kind(experiment.kind)
+    package = wheel.WHEELS[kind.wheel] if kind.wheel else None
     return Grant(
         experiment_id=experiment_id,
         name=experiment.name,
         attempt=attempt.number,
         lease_token=token,
         kind=experiment.kind,
-        entrypoint=get_kind(experiment.kind).entrypoint,
+        entrypoint=kind.entrypoint,
+        code=_code_grant(runtime, experiment),
+        requirements=experiment.requirements,
+        package_wheel=public_url(settings, package.path) if package else None,
         config=experiment.config,
         resume=resume,
         inputs=inputs,
@@ -238,6 +254,29 @@ def _bind(
         heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,
     )
+
+
+def _code_grant(runtime: Runtime, experiment: Experiment) -> dict[str, Any] | None:
+    code = experiment.code
+    if not code or "bundle" not in code:
+        return code
+    digest = code["bundle"]
+    return {
+        "bundle": digest,
+        "size": BundleStore.from_settings(runtime.settings).size(digest),
+        "url": public_url(runtime.settings, f"/api/v1/bundles/{digest}"),
+    }
+
+
+def bundle_leased(session: Session, *, token: WorkerToken, digest: str) -> bool:
+    """Whether a worker of ``token`` holds an open lease on an experiment that runs ``digest``."""
+    codes = session.exec(
+        select(Experiment.code)
+        .join(Attempt, col(Attempt.experiment_id) == col(Experiment.id))
+        .join(Worker, col(Worker.id) == col(Attempt.worker_id))
+        .where(Worker.token_id == token.id, col(Attempt.ended_at).is_(None))
+    ).all()
+    return any(code and code.get("bundle") == digest for code in codes)
 
 
 def _resume_point(experiment: Experiment) -> ResumePoint | None:
@@ -284,6 +323,8 @@ def _apply_report(
         attempt.progress_total = report.progress_total
     if report.metrics:
         attempt.metrics = {**attempt.metrics, **report.metrics}
+    if report.code_commit is not None:
+        attempt.code_commit = report.code_commit
     checkpoint = report.checkpoint
     if checkpoint is not None:
         if checkpoint.step != attempt.last_checkpoint_step:

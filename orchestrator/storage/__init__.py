@@ -1,5 +1,6 @@
-"""The control plane's own object store: checkpoints (when no bucket is configured) and code
-bundles, on its disk, reached by workers through short-lived URLs it signs itself.
+"""The control plane's own object store: checkpoints when no bucket is configured, on its
+disk, reached by workers through short-lived URLs it signs itself. ``BlobStore`` holds any
+blob under a key (a namespace per root), so other stores can be served the same way.
 
 - ``blobs.py``: ``BlobStore`` (streamed, atomic, size- and sha256-checked writes; resumable
   uploads), one per namespace root.
@@ -10,4 +11,3 @@ bundles, on its disk, reached by workers through short-lived URLs it signs itsel
 
 # Namespaces served at /api/v1/store/<namespace>/<key> (see Runtime.blobs).
 CHECKPOINTS = "checkpoints"
-BUNDLES = "bundles"

@@ -80,9 +80,14 @@ def own_redis(tmp_path: Path) -> Iterator[str]:
 def baton_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Baton]]:
     stacks: list[Baton] = []
 
-    def make(database_url: str | None = None, redis: str | None = None, **env: str) -> Baton:
+    def make(
+        database_url: str | None = None,
+        redis: str | None = None,
+        data_dir: Path | None = None,
+        **env: str,
+    ) -> Baton:
         db = database_url or f"sqlite:///{tmp_path / 'baton.db'}"
-        data_dir = tmp_path / "data"
+        data_dir = data_dir or tmp_path / "data"
         redis = redis or redis_url
         stack = Stack(
             env=stack_env(database_url=db, redis_url=redis, data_dir=data_dir, **env), root=tmp_path

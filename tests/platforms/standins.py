@@ -125,6 +125,7 @@ class Kaggle:
     fail_pushes: int = 0  # the next N pushes answer 500
     statuses: dict[str, str] = field(default_factory=dict)  # slug -> QUEUED | RUNNING | ...
     pushes: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)  # pushes answered 500
     calls: list[str] = field(default_factory=list)
 
     def put(self, h: _Handler) -> None:
@@ -168,6 +169,7 @@ class Kaggle:
     def _save(self, h: _Handler, body: dict[str, Any]) -> None:
         if self.fail_pushes > 0:
             self.fail_pushes -= 1
+            self.refused.append(body)
             h._reply(500, {"code": 500, "message": "Internal error, try again"})
             return
         self.pushes.append(body)

@@ -20,7 +20,7 @@ from orchestrator.platforms.rotation import worker_pip
 from orchestrator.platforms.wheel import wheel_name
 from orchestrator.settings import Settings
 from tests.e2e.conftest import Baton
-from tests.support.api import create_user, create_worker_token, login
+from tests.support.api import create_user, create_worker_token, login, make_settings
 
 SECRET_READ = {
     "kaggle": "UserSecretsClient().get_secret",
@@ -29,6 +29,17 @@ SECRET_READ = {
     "studiolab": "getpass.getpass",
     "shell": "getpass.getpass",
 }
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    """A control plane notebooks can reach: a loopback one gets no cells (test_public_url)."""
+    return make_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        BATON_PUBLIC_URL="https://baton.example.test",
+    )
 
 
 @pytest.fixture

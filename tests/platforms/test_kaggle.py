@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,19 +19,28 @@ from pydantic import SecretStr
 from sqlmodel import Session, col, select
 
 from orchestrator.background import platforms
-from orchestrator.models import KaggleLaunch, PlatformQuota
+from orchestrator.models import Enrollment, KaggleLaunch, PlatformQuota
 from orchestrator.models.types import utcnow
 from orchestrator.platforms import rotation
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from tests.e2e.conftest import Baton
 from tests.platforms import standins
+from tests.platforms.test_bootstrap import _fresh_python
 from tests.support.api import create_user, create_worker_token, login
+from tests.support.enrollment import code_in, exchange
 from tests.support.experiments import submit
 from tests.support.rq import run_jobs, task_runtime
-from tests.support.workers import register
+from tests.support.workers import bearer, register
 
 GPU = {"resources": {"gpu": True}}
 SLUG = "alice/baton-worker"
+# Kaggle's own module, as a kernel has it; nothing can attach a secret to a pushed kernel.
+KAGGLE_SECRETS = """\
+class UserSecretsClient:
+    def get_secret(self, name):
+        raise KeyError(f"no secret {name} is attached to this kernel")
+"""
 
 
 @pytest.fixture
@@ -88,10 +98,25 @@ def test_launches_one_kernel_for_queued_gpu_work_and_follows_it(
     # The session ends at the 9 h limit (27 h of quota remain); the worker is told the same.
     assert push["sessionTimeoutSeconds"] == 9 * 3600
     assert "'--session-hours', '9'" in push["text"]
-    assert "UserSecretsClient" in push["text"] and "kaggle-key" not in push["text"]
+    assert "kaggle-key" not in push["text"]
     assert "https://baton.example/api/v1/bootstrap/wheel/" in push["text"]
+    # No token read from Kaggle Secrets (nothing can attach one to a pushed kernel): the
+    # kernel carries the launch's single-use enrollment code.
+    assert "BATON_WORKER_TOKEN" not in push["text"] and "bwt_" not in push["text"]
+    code = code_in(push["text"])
+    assert f"'--enroll', '{code}'" in push["text"]
     (row,) = launches(runtime)
     assert (row.status, row.experiment_ids, row.version_number) == ("queued", [experiment_id], 1)
+    with Session(runtime.engine) as session:
+        (enrolled,) = session.exec(select(Enrollment)).all()
+    assert enrolled.launch_id == row.id and enrolled.code_hash != code
+    assert enrolled.expires_at <= utcnow() + timedelta(hours=1)
+
+    # The kernel's agent exchanges the code once and works with the token it got.
+    token = exchange(client, code)
+    register(client, token)
+    again = client.post("/api/v1/workers/enroll", json={"code": code})
+    assert again.status_code == 410 and "already used" in again.json()["detail"]
 
     # In flight: never a second kernel for the same need, whatever the kernel is doing.
     assert rotation.tick(runtime).decision == "in-flight"
@@ -107,6 +132,28 @@ def test_launches_one_kernel_for_queued_gpu_work_and_follows_it(
     first, second = launches(runtime)
     assert first.status == "complete" and first.finished_at is not None
     assert second.status == "queued" and len(api.pushes) == 2
+    # The first kernel is gone, and so is its token; the second carries a code of its own.
+    refused = client.post("/api/v1/workers/register", json={"name": "w"}, headers=bearer(token))
+    assert refused.status_code == 401
+    assert code_in(api.pushes[1]["text"]) != code
+
+
+def test_no_launch_while_the_public_url_is_loopback(
+    kaggle_settings: Settings,
+    client: TestClient,
+    user: dict[str, str],
+    kaggle_api: tuple[standins.Kaggle, str],
+) -> None:
+    """A kernel told to call 127.0.0.1 would only burn quota: the rotation waits for a URL."""
+    api, _ = kaggle_api
+    submit(client, user, "train", **GPU)
+    local = kaggle_settings.model_copy(update={"public_url": "http://127.0.0.1:8000"})
+    runtime = Runtime.from_settings(local)
+    try:
+        assert rotation.tick(runtime).decision == "no-public-url"
+        assert api.pushes == [] and launches(runtime) == []
+    finally:
+        runtime.close()
 
 
 def test_quota_exhausted_means_no_launch(
@@ -147,6 +194,10 @@ def test_failed_launch_is_recorded_and_retried_later_without_duplicates(
     assert "Internal error" in (failed.error or "")
     assert rotation.tick(runtime).decision == "backing-off"  # within the 1 s back-off
     assert api.pushes == []
+    # The refused kernel's code went over the wire; with its launch failed, it buys nothing.
+    (refused,) = api.refused
+    reply = client.post("/api/v1/workers/enroll", json={"code": code_in(refused["text"])})
+    assert reply.status_code == 410 and "expired" in reply.json()["detail"]
 
     time.sleep(1.1)
     assert rotation.tick(runtime).decision == "launched"
@@ -244,7 +295,8 @@ def test_dry_run_prints_the_kernel_without_credentials(tmp_path: Path) -> None:
     metadata = json.loads(metadata_text)
     assert metadata["enable_gpu"] is True and metadata["enable_internet"] is True
     assert metadata["code_file"] == "baton_worker.py"
-    assert "==> baton_worker.py <==" in done.stdout and "UserSecretsClient" in done.stdout
+    assert "==> baton_worker.py <==" in done.stdout and "'--enroll', 'bec_" in done.stdout
+    assert "BATON_WORKER_TOKEN" not in done.stdout
 
 
 def test_low_quota_tells_the_admins_once_per_quota_week(
@@ -286,3 +338,66 @@ def test_a_launch_whose_pusher_died_is_closed(
     tick = rotation.tick(runtime)
     assert tick.followed == {launch_id: "failed"} and tick.decision == "backing-off"
     assert api.pushes == []
+
+
+@pytest.mark.e2e
+def test_a_launched_kernel_enrolls_and_works_with_no_secret_attached(
+    baton_factory: Callable[..., Baton], kaggle_api: tuple[standins.Kaggle, str], tmp_path: Path
+) -> None:
+    api, endpoint = kaggle_api
+    baton = baton_factory()
+    launch_env = {
+        **baton.stack.env,
+        "BATON_PUBLIC_URL": baton.stack.url,
+        "BATON_KAGGLE_USERNAME": "alice",
+        "BATON_KAGGLE_KEY": "kaggle-key",
+        "BATON_KAGGLE_API_ENDPOINT": endpoint,
+    }
+    launched = subprocess.run(
+        # The stand-in "Kaggle" runs the kernel on this machine, where loopback does reach.
+        [sys.executable, "-m", "orchestrator", "kaggle", "launch", "--allow-loopback"],
+        env=launch_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert launched.returncode == 0 and "launched" in launched.stdout, launched.stderr
+    (push,) = api.pushes
+    kernel = tmp_path / "kernel"
+    kernel.mkdir()
+    (kernel / "baton_worker.py").write_text(push["text"])
+    (kernel / "kaggle_secrets.py").write_text(KAGGLE_SECRETS)
+    python = _fresh_python(tmp_path / "venv")
+    notebook_env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    notebook_env.update({"HOME": str(tmp_path / "home"), "PYTHONPATH": "", "PYTHONUNBUFFERED": "1"})
+    experiment_id = baton.submit(
+        name="counter", kind="demo.counter", config={"steps": 5, "step_seconds": 0.05}
+    )
+
+    # The kernel runs as Kaggle would run it: installs the worker from the control plane,
+    # enrolls with the code it carries, and works.
+    log = tmp_path / "kernel.log"
+    with log.open("wb") as out:
+        run = subprocess.Popen(
+            [str(python), "baton_worker.py"], cwd=kernel, env=notebook_env, stdout=out, stderr=out
+        )
+    try:
+        body = baton.wait_status(experiment_id, "succeeded", "failed", timeout=240)
+    finally:
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(60)
+    assert body["status"] == "succeeded", log.read_text()[-3000:]
+    assert code == 0, log.read_text()[-3000:]
+
+    # Kaggle runs the same version again: the code is spent, the script fails, the kernel errors.
+    again = subprocess.run(
+        [str(python), "baton_worker.py"],
+        cwd=kernel,
+        env=notebook_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert again.returncode == 2 and "already used" in again.stderr, again.stderr[-3000:]

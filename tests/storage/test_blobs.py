@@ -1,4 +1,4 @@
-"""The control plane's blob store on a real directory, and where workers are sent for it."""
+"""The control plane's blob store on a real directory, and which store a Grant names."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from starlette.requests import Request
 
 from orchestrator.settings import Settings
 from orchestrator.storage.blobs import BadKey, BlobStore, Mismatch, TooLarge
-from orchestrator.urls import public_url
 from tests.support.stack import SECRET
 
 
@@ -96,20 +94,3 @@ def test_workers_reach_a_local_store_through_the_control_plane(tmp_path: Path) -
     assert _settings(tmp_path, **gs).worker_checkpoint_url == "baton-signed:gs://bucket/ckpt"
     unsigned = _settings(tmp_path, **gs, BATON_CHECKPOINT_SIGNED_URLS="false")
     assert unsigned.worker_checkpoint_url == "gs://bucket/ckpt"
-
-
-def test_public_url_prefers_the_setting_then_the_request(tmp_path: Path) -> None:
-    request = Request(
-        {
-            "type": "http",
-            "scheme": "http",
-            "server": ("10.1.2.3", 8000),
-            "path": "/api/v1/leases/checkpoint-urls",
-            "root_path": "",
-            "headers": [(b"host", b"10.1.2.3:8000")],
-            "query_string": b"",
-        }
-    )
-    assert public_url(_settings(tmp_path), request, "/x") == "http://10.1.2.3:8000/x"
-    configured = _settings(tmp_path, BATON_PUBLIC_URL="https://baton.example/")
-    assert public_url(configured, request, "/x") == "https://baton.example/x"

@@ -195,9 +195,13 @@ def test_signatures_bind_method_object_and_expiry(
 def test_paths_stay_inside_the_store(
     baton_factory: Callable[..., Baton], worker_client: Callable[[Baton], WorkerClient]
 ) -> None:
-    baton = baton_factory()
+    public = "https://baton.example.test"
+    baton = baton_factory(BATON_PUBLIC_URL=public)
     client = worker_client(baton)
     grant, _ = _lease(baton, client)
+    # URLs handed out are under the public URL, not the address the worker came in on.
+    plan = _plan(client, grant, 1, [{"path": "x", "size": 1, "sha256": sha(b"x")}])
+    assert plan["files"][0]["url"].startswith(f"{public}/api/v1/store/checkpoints/"), plan
     # The plan refuses what would leave the checkpoint (or replace its manifest).
     for path in ("../escape", "/etc/passwd", "a\\..\\b", "a//b", MANIFEST):
         reply = client._http.post(

@@ -37,7 +37,8 @@ class Cli:
     def credentials(self) -> Path:
         return self.config_dir / "credentials.json"
 
-    def __call__(self, *args: str, timeout: float = 120) -> Result:
+    def __call__(self, *args: str, timeout: float = 120, input: str | None = None) -> Result:
+        """Runs with ``input`` on stdin (a pipe, never a terminal), else with stdin closed."""
         env = {**os.environ, "BATON_CONFIG_DIR": str(self.config_dir), "COLUMNS": "200"}
         env.pop("BATON_URL", None)
         # The repository root first: baton_client is importable before it is installed.
@@ -49,7 +50,7 @@ class Cli:
             capture_output=True,
             text=True,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
         )
         return Result(done.returncode, done.stdout, done.stderr)
 

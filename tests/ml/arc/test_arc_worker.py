@@ -54,6 +54,6 @@ def test_ttt_killed_worker_resumes_elsewhere(
     assert second["resumed_from_step"] == first["last_checkpoint_step"] is not None
     result = body["result"]
     assert len(result["skipped_tasks"]) >= 1, "finished tasks must not be trained again"
-    output = baton.stack.root / "worker-b" / f"exp-{experiment_id}" / "attempt-2" / "output"
+    (output,) = (baton.stack.root / "worker-b" / "outputs").glob(f"cp-*/{experiment_id}-2-*")
     resumed = json.loads((output / "submission.json").read_text())
     assert resumed == json.loads((straight.output_dir / "submission.json").read_text())
