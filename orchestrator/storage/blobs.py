@@ -1,6 +1,6 @@
 """Blobs on the control plane's disk, streamed in and out, written atomically.
 
-One ``BlobStore`` per root directory (checkpoints, code bundles). A key is a relative POSIX
+One ``BlobStore`` per root directory (today: the checkpoint dir). A key is a relative POSIX
 path confined to the root: no ``..``, no absolute path, no backslash, no empty or hidden
 first segment (``.staging`` holds uploads in progress). Bytes arrive in chunks and go to a
 temp file beside the target; only a complete blob of the declared size and sha256 is renamed
@@ -180,10 +180,6 @@ class _Hashers:
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
 
-    def drop(self, part: Path) -> None:
-        with self._lock:
-            self._items.pop(part, None)
-
 
 class ResumableUpload:
     """A blob sent in chunks over several requests (``Content-Range``), resumable from the
@@ -282,18 +278,11 @@ class BlobStore:
             raise BadKey(f"not a plain relative path inside the store: {key!r}")
         return path
 
-    def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
-
     def size(self, key: str) -> int | None:
         try:
             return self.path(key).stat().st_size
         except FileNotFoundError:
             return None
-
-    def open(self, key: str) -> IO[bytes]:
-        """Read ``key`` (FileNotFoundError if absent); the caller streams from it."""
-        return self.path(key).open("rb")
 
     def writer(
         self,
@@ -350,9 +339,6 @@ class BlobStore:
 
     def resumable(self, key: str, *, size: int, sha256: str) -> ResumableUpload:
         return ResumableUpload(self, check_key(key), size=size, sha256=sha256)
-
-    def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
 
     def sweep_staging(self) -> None:
         """Remove uploads nobody has touched for ``stale_seconds`` (their URLs have expired)."""
