@@ -162,20 +162,24 @@ class Attempt:
         self.uploader.start()
         try:
             exit_code = self._supervise(self.job)
+            self._drain(self.job)
+            # Heartbeats go on until the last upload is in: over a slow link (or while the
+            # control plane restarts) a final upload can outlast the lease.
+            final = self.uploader.finish()
         finally:
-            self.done.set()
-        self._drain(self.job)
-        final = self.uploader.finish()
-        beat.join()
+            self._stop_heartbeats(beat)
         shipper.finish()  # before the final report: after it, the lease takes no more output
         self._conclude(exit_code, final)
+
+    def _stop_heartbeats(self, beat: threading.Thread) -> None:
+        self.done.set()
+        self.uploader.uploaded.set()  # wakes the heartbeat loop, which then sees done
+        beat.join()
 
     def _abort(self, beat: threading.Thread, shipper: LogShipper, *, reason: str) -> None:
         """End an attempt whose job never started: report it failed with its log so far."""
         log.error("experiment %s attempt %s: %s", self.experiment_id, self.number, reason)
-        self.done.set()
-        self.uploader.uploaded.set()  # wakes the heartbeat loop, which then sees done
-        beat.join()
+        self._stop_heartbeats(beat)
         shipper.finish()
         if self.lease_lost.is_set():
             log.warning("the lease was lost meanwhile; not reporting")
