@@ -504,19 +504,20 @@ def report(
     while True:
         try:
             reply = client.finish(verb, payload, give_up=give_up)
-            log.info("%s -> %s", verb, reply)
+            # Not the whole reply: it holds the experiment's result, up to megabytes of it.
+            log.info("%s -> experiment %s %s", verb, reply.get("id"), reply.get("status"))
         except LeaseLost as exc:
             log.warning("%s refused, the lease is no longer ours: %s", verb, exc.detail)
         except Stopped:
             log.error("gave up reporting %s", verb)
         except ApiError as exc:
-            bare = {"lease_token": payload["lease_token"]}
             if verb == "fail" and payload.keys() <= {"lease_token", "reason"}:
                 log.error("the control plane refused even a bare failure report: %s", exc)
                 return
             log.error("%s refused (%s): reporting the attempt failed instead", verb, exc)
             reason = f"the control plane refused the worker's {verb} report: {exc}"
-            verb, payload = "fail", {**bare, "reason": reason[:MAX_REASON]}
+            payload = {"lease_token": payload["lease_token"], "reason": reason[:MAX_REASON]}
+            verb = "fail"
             continue
         return
 
