@@ -36,8 +36,8 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
         yield session
 
 
-# Closed when the handler returns, not after the response is sent: on SQLite an open
-# transaction holds the writer lock, which must not wait on a slow client (a bundle download).
+# Closed when the handler returns, before the response goes out: on SQLite an open
+# transaction holds the writer lock, which must never wait on how fast a client reads.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
