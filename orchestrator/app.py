@@ -93,8 +93,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.from_settings(settings)
-        # Read (in dev: made) now, so that no request reads the key file from the event loop.
-        _ = settings.signing_key
         ensure_schema(runtime.engine, auto_migrate=settings.auto_migrate)
         presence = Presence(runtime.dispatcher)
         presence.announce()
