@@ -150,10 +150,15 @@ class JobContext:
         if not source.is_dir():
             raise FileNotFoundError(f"checkpoint directory {source} does not exist")
         final = self.checkpoint_root / staged_name(step)
-        staging = self.checkpoint_root / f".{staged_name(step)}.partial"
+        # A checkpoint of the same step (a periodic one, then one on SIGTERM) may still wait for
+        # its upload: never replace a staged directory under the agent, add a new one.
+        copies = 0
+        while final.exists():
+            copies += 1
+            final = self.checkpoint_root / f"{staged_name(step)}.{copies}"
+        staging = self.checkpoint_root / f".{final.name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(source, staging)
-        shutil.rmtree(final, ignore_errors=True)
         # The rename is the commit point: the agent never sees a half-copied checkpoint.
         staging.rename(final)
         self._emit({"type": "checkpoint", "step": step, "dir": str(final)})

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from worker import context as contract
+from worker.checkpoints.base import CheckpointError, CheckpointRef, build_manifest
 from worker.context import JobContext, staged_name
 from worker.runner import JobFiles, contract_env
 
@@ -175,3 +176,29 @@ def test_standalone_run_outside_baton(tmp_path: Path, monkeypatch: pytest.Monkey
     ctx.checkpoint(scratch, 1)
     assert (tmp_path / "baton-run" / "checkpoints" / staged_name(1)).is_dir()
     assert ctx.should_stop() is False
+
+
+def test_a_second_checkpoint_of_a_step_never_replaces_one_awaiting_upload(
+    job: JobFiles, tmp_path: Path
+) -> None:
+    """A periodic checkpoint at step 25, then one on SIGTERM at step 25: the agent may not have
+    uploaded the first yet, so the second is staged beside it, both complete."""
+    ctx = _ctx()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "state.json").write_text("first")
+    ctx.checkpoint(scratch, 25)
+    (scratch / "state.json").write_text("second")
+    ctx.checkpoint(scratch, 25)
+    first, second = (Path(m["dir"]) for m in messages(job) if m["type"] == "checkpoint")
+    assert first != second and first.parent == second.parent == job.checkpoints
+    assert (first / "state.json").read_text() == "first"
+    assert (second / "state.json").read_text() == "second"
+
+
+def test_a_staged_directory_that_is_gone_never_becomes_an_empty_checkpoint(
+    tmp_path: Path,
+) -> None:
+    ref = CheckpointRef(experiment_id="1", attempt=1, step=25)
+    with pytest.raises(CheckpointError, match="gone"):
+        build_manifest(ref, tmp_path / "missing")

@@ -79,6 +79,9 @@ def file_digest(path: Path) -> str:
 
 def build_manifest(ref: CheckpointRef, source: Path) -> dict[str, Any]:
     """Describe every regular file under ``source`` (relative path, size, sha256)."""
+    if not source.is_dir():
+        # Never an empty manifest in its place: it would replace a good checkpoint of that step.
+        raise CheckpointError(f"checkpoint directory {source} is gone")
     if (source / MANIFEST).exists():
         # The store writes its own manifest there; the job's file would be overwritten.
         raise CheckpointError(f"a checkpoint may not contain a top-level {MANIFEST} (reserved)")
