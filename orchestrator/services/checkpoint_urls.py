@@ -24,7 +24,7 @@ from orchestrator.runtime import Runtime
 from orchestrator.services import dependencies
 from orchestrator.services.leases import LeaseRequest, _current
 from orchestrator.settings import Settings
-from worker.checkpoints.base import MANIFEST, CheckpointError, CheckpointRef
+from worker.checkpoints.base import MANIFEST, CheckpointError, CheckpointRef, check_relative
 from worker.checkpoints.gcs import OCTET_STREAM, GCSCheckpointStore
 
 MAX_FILES = 10_000
@@ -37,10 +37,9 @@ class CheckpointFile(BaseModel):
     @field_validator("path")
     @classmethod
     def _relative(cls, value: str) -> str:
-        parts = value.split("/")
-        if "\\" in value or any(p in ("", ".", "..") for p in parts) or value == MANIFEST:
-            raise ValueError(f"not a plain relative path inside a checkpoint: {value!r}")
-        return value
+        if value == MANIFEST:
+            raise ValueError(f"{MANIFEST} is the store's own file, not a checkpoint file")
+        return check_relative(value)
 
 
 class UploadUrlsIn(LeaseRequest):
