@@ -151,6 +151,10 @@ class Stack:
     def start_worker(
         self, name: str, token: str, *extra: str, env: dict[str, str] | None = None
     ) -> Proc:
+        """A worker agent. Unless the test names a platform or an EC2 metadata stand-in, it is
+        ``--platform local``: no test may send a packet to the real metadata address."""
+        if "--platform" not in extra and "--imds-url" not in extra:
+            extra = ("--platform", "local", *extra)
         return self._spawn(
             name,
             [
