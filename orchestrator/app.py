@@ -26,7 +26,7 @@ from orchestrator.api import (
     platforms,
     workers,
 )
-from orchestrator.errors import Invalid, install_error_handler
+from orchestrator.errors import ANY_ROUTE, Invalid, install_error_handler
 from orchestrator.migrate import ensure_schema
 from orchestrator.presence import Presence
 from orchestrator.runtime import Runtime
@@ -179,7 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         platforms,
         bundles,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ANY_ROUTE)
     metrics.install(app)
     web.install(app)
     return app

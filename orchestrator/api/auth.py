@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import Session, select
 
 from orchestrator.db import commit
-from orchestrator.errors import Invalid, NotAuthenticated
+from orchestrator.errors import Invalid, NotAuthenticated, error_responses
 from orchestrator.models import RefreshToken, User
 from orchestrator.models.types import utcnow
 from orchestrator.models.user import UserPublic
@@ -21,7 +21,7 @@ from orchestrator.settings import Settings
 
 from .deps import CurrentUser, RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(401))
 
 
 class LoginJSON(BaseModel):
@@ -152,6 +152,6 @@ def logout(
         commit(session)
 
 
-@router.get("/me", response_model=UserPublic)
+@router.get("/me", response_model=UserPublic, responses=error_responses(403))
 def me(user: CurrentUser) -> User:
     return user
