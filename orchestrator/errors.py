@@ -65,6 +65,19 @@ class Invalid(BatonError):
     code = "invalid"
 
 
+class TooManyRequests(BatonError):
+    """Throttled: ``retry_after`` seconds until the caller may try again (also a header)."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(
+            message, headers={"Retry-After": str(retry_after)}, retry_after=retry_after
+        )
+        self.retry_after = retry_after
+
+
 class ErrorOut(BaseModel):
     """Every error reply: a sentence for people, a code for programs, and per-error extras
     (``errors`` for a 422's fields, ``outcome`` for a stale lease's attempt)."""
@@ -85,6 +98,7 @@ _MEANING = {
     410: "gone: used or expired",
     413: "request body too large",
     422: "the request is not valid: the message names the field",
+    429: "too many attempts: wait the Retry-After seconds",
 }
 
 

@@ -1,4 +1,5 @@
-"""The worker API for checkpoints in a bucket: signed URLs for the open attempt's lease."""
+"""The worker API for checkpoints: short-lived URLs for the open attempt's lease, signed by the
+bucket (gs://) or by this control plane for its own store."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from orchestrator.services.checkpoint_urls import (
     DownloadUrlsIn,
     LeaseScope,
     Listing,
-    Signer,
     UploadPlan,
     UploadUrlsIn,
 )
@@ -30,33 +30,47 @@ router = APIRouter(
 
 def _scope(session: SessionDep, token: CurrentWorkerToken, lease_token: str) -> LeaseScope:
     scope = checkpoint_urls.lease_scope(session, token=token, lease_token=lease_token)
-    # End the transaction (on SQLite, the write lock) before the bucket round trips.
+    # End the transaction (on SQLite, the write lock) before the store round trips.
     commit(session)
     return scope
 
 
 @router.post("/checkpoint-urls", response_model=UploadPlan)
 def upload_urls(
-    data: UploadUrlsIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+    data: UploadUrlsIn,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    token: CurrentWorkerToken,
 ) -> UploadPlan:
     """URLs for one checkpoint's files and its manifest (to be PUT last)."""
-    signer = Signer.of(runtime)
-    return signer.upload_plan(_scope(session, token, data.lease_token), data)
+    issuer = checkpoint_urls.issuer_for(runtime)
+    scope = _scope(session, token, data.lease_token)
+    return checkpoint_urls.upload_plan(
+        issuer, scope, data, chunk_bytes=runtime.settings.checkpoint_chunk_bytes
+    )
 
 
 @router.post("/checkpoint-download", response_model=DownloadPlan, responses=error_responses(404))
 def download_urls(
-    data: DownloadUrlsIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+    data: DownloadUrlsIn,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    token: CurrentWorkerToken,
 ) -> DownloadPlan:
     """GET URLs for a complete checkpoint of this experiment or of one of its prerequisites."""
-    signer = Signer.of(runtime)
-    return signer.download_plan(_scope(session, token, data.lease_token), key=data.key)
+    issuer = checkpoint_urls.issuer_for(runtime)
+    return checkpoint_urls.download_plan(
+        issuer, _scope(session, token, data.lease_token), key=data.key
+    )
 
 
 @router.post("/checkpoint-list", response_model=Listing)
 def list_checkpoints(
-    data: LeaseRequest, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+    data: LeaseRequest,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    token: CurrentWorkerToken,
 ) -> Listing:
     """The complete checkpoints of this lease's experiment, with their sizes."""
-    signer = Signer.of(runtime)
-    return signer.listing(_scope(session, token, data.lease_token))
+    checkpoint_urls.issuer_for(runtime)  # 422 where workers are not handed URLs
+    return checkpoint_urls.listing(runtime.checkpoints, _scope(session, token, data.lease_token))
