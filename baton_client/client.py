@@ -30,6 +30,7 @@ from baton_client.errors import AuthenticationError, Unreachable, error_for
 from baton_client.types import (
     FINAL_STATUSES,
     Bootstrap,
+    Bundle,
     Experiment,
     ExperimentDetail,
     ExperimentPage,
@@ -284,8 +285,7 @@ class BatonClient:
             break
         if response.status_code >= 400:
             raise error_for(response)
-        digest: str = response.json()["digest"]
-        return digest
+        return cast(Bundle, response.json())["digest"]
 
     def list_experiments(
         self,

@@ -128,12 +128,17 @@ class UsageReport(TypedDict):
     overall: UsageTotals
 
 
+class Bundle(TypedDict):
+    digest: str  # sha256:<hex>, what ``code: {"bundle": ...}`` names
+    size: int
+
+
 class Bootstrap(TypedDict):
     platform: str
     title: str
     cell: str  # Python for a notebook cell
     script: str | None  # a shell script, for the shell target
-    secret_name: str
+    secret_name: str | None  # None: an enrollment cell, which reads no token
     secret_store: str
     notes: list[str]
     terms: str | None

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator import metrics, web
 from orchestrator.api import (
@@ -27,7 +27,7 @@ from orchestrator.api import (
     store,
     workers,
 )
-from orchestrator.errors import Invalid, install_error_handler
+from orchestrator.errors import ANY_ROUTE, Invalid, install_error_handler
 from orchestrator.migrate import ensure_schema
 from orchestrator.presence import Presence
 from orchestrator.runtime import Runtime
@@ -68,7 +68,11 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 
 class LimitBody:
-    """413 for a declared body over MAX_BODY_BYTES (except uploads with a cap of their own).
+    """413 for a body over MAX_BODY_BYTES (except uploads with a cap of their own).
+
+    A declared length is checked before a byte is read (the server holds the body to it). A
+    body without one (``Transfer-Encoding: chunked``) is read here, counted as it arrives, and
+    handed on only once it is whole and within the limit.
 
     Plain ASGI on purpose: behind a BaseHTTPMiddleware (``@app.middleware("http")``),
     ``request.is_disconnected()`` never turns true, so a long-polling claim whose worker hung
@@ -80,16 +84,52 @@ class LimitBody:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
-        if path and path not in OWN_BODY_CAP and not path.startswith(OWN_BODY_CAP_PREFIXES):
-            length = Headers(scope=scope).get("content-length")
-            if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-                response = JSONResponse(
-                    {"detail": f"request body over {MAX_BODY_BYTES} bytes", "code": "too_large"},
-                    status_code=413,
-                )
-                await response(scope, receive, send)
+        if not path or path in OWN_BODY_CAP or path.startswith(OWN_BODY_CAP_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                await _too_large(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before its body was whole: no one to answer
+            body += message.get("body", b"")
+            if len(body) > MAX_BODY_BYTES:
+                await _too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    mib = MAX_BODY_BYTES // (1024 * 1024)
+    response = JSONResponse(
+        {"detail": f"request body over {mib} MiB ({MAX_BODY_BYTES} bytes)", "code": "too_large"},
+        status_code=413,
+    )
+    await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that hands over ``body`` whole first, then what the server sends next
+    (a disconnect, which long polls watch for)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -145,7 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         platforms,
         bundles,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ANY_ROUTE)
     metrics.install(app)
     web.install(app)
     return app

@@ -62,12 +62,18 @@ def loopback_problem(settings: Settings) -> str | None:
     )
 
 
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a name, not an address
+        return False
+
+
 def listen_url(host: str, port: int) -> str:
     """The URL this machine reaches an API bound to ``host``:``port`` at."""
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
+    # Bound to every address (0.0.0.0, ::, or none named): reached over loopback.
+    if not host or _unspecified(host):
+        host = "::1" if ":" in host else "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"

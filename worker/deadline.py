@@ -179,9 +179,10 @@ def plan(*, platform: str, detected: Detected, imds_url: str, options: SessionOp
 def open_session(
     *, name: str, overrides: dict[str, Any], options: SessionOptions
 ) -> tuple[dict[str, Any], Session]:
-    """Detect the platform once: the registration payload and this session's deadline plan."""
+    """Detect the platform once (unless ``--platform`` names it): the registration payload and
+    this session's deadline plan."""
     probe = Probe.here(imds_url=options.imds_url)
-    detected = detect(probe)
+    detected = detect(probe, platform=overrides.get("platform"))
     info = describe_host(name=name, overrides=overrides, probe=probe, detected=detected)
     session = plan(
         platform=info["platform"], detected=detected, imds_url=probe.imds_url, options=options

@@ -33,7 +33,7 @@ def describe_host(
     detected: Detected | None = None,
 ) -> dict[str, Any]:
     probe = probe or Probe.here()
-    detected = detected or detect(probe)
+    detected = detected or detect(probe, platform=overrides.get("platform"))
     gpus = gpu_inventory(probe)
     info: dict[str, Any] = {
         "name": name,

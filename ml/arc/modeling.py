@@ -60,7 +60,8 @@ def load_model(settings: ModelSettings, device: str) -> tuple[Any, Any]:
 
     check_quantization(settings, device)
     source, gguf_file = resolve_source(settings)
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+    revision = settings.revision
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file, revision=revision)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = compute_dtype(device)
@@ -74,7 +75,7 @@ def load_model(settings: ModelSettings, device: str) -> tuple[Any, Any]:
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
         )
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
     return prepare_base(model, settings), tokenizer
 
 

@@ -6,17 +6,23 @@ from fastapi import APIRouter, status
 from sqlmodel import col, select
 
 from orchestrator.db import commit
+from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models import WorkerToken
 from orchestrator.models.user import UserCreate, UserPublic
 from orchestrator.models.worker import WorkerTokenCreate, WorkerTokenCreated, WorkerTokenPublic
 from orchestrator.services import accounts
 
-from .deps import AdminUser, SessionDep
+from .deps import AdminUser, RowId, SessionDep
 
-router = APIRouter(prefix="/api/v1", tags=["admin"])
+router = APIRouter(prefix="/api/v1", tags=["admin"], responses=AUTHENTICATED)
 
 
-@router.post("/users", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/users",
+    response_model=UserPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
+)
 def create_user(data: UserCreate, session: SessionDep, admin: AdminUser) -> UserPublic:
     user = accounts.create_user(session, data=data)
     commit(session)
@@ -39,8 +45,10 @@ def list_worker_tokens(session: SessionDep, admin: AdminUser) -> list[WorkerToke
     return list(session.exec(select(WorkerToken).order_by(col(WorkerToken.id))).all())
 
 
-@router.delete("/worker-tokens/{token_id}", response_model=WorkerTokenPublic)
-def revoke_worker_token(token_id: int, session: SessionDep, admin: AdminUser) -> WorkerToken:
+@router.delete(
+    "/worker-tokens/{token_id}", response_model=WorkerTokenPublic, responses=error_responses(404)
+)
+def revoke_worker_token(token_id: RowId, session: SessionDep, admin: AdminUser) -> WorkerToken:
     row = accounts.revoke_worker_token(session, token_id=token_id)
     commit(session)
     return row

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import Session, select
 
 from orchestrator.db import commit, session_scope
-from orchestrator.errors import Invalid, NotAuthenticated
+from orchestrator.errors import Invalid, NotAuthenticated, error_responses
 from orchestrator.models import RefreshToken, User
 from orchestrator.models.types import utcnow
 from orchestrator.models.user import UserPublic
@@ -23,7 +23,7 @@ from orchestrator.settings import Settings
 
 from .deps import ClientAddress, CurrentUser, RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(401))
 
 
 class LoginJSON(BaseModel):
@@ -109,8 +109,8 @@ def _login_pair(runtime: Runtime, user: User) -> TokenPair:
     response_model=TokenPair,
     openapi_extra=_LOGIN_BODY,
     responses={
-        401: {"description": "wrong email or password"},
         429: {
+            **error_responses(429)[429],
             "description": "too many attempts from this address or for this account",
             "headers": {
                 "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
@@ -172,6 +172,6 @@ def logout(
         commit(session)
 
 
-@router.get("/me", response_model=UserPublic)
+@router.get("/me", response_model=UserPublic, responses=error_responses(403))
 def me(user: CurrentUser) -> User:
     return user

@@ -16,12 +16,19 @@ from orchestrator.bundles import (
     parse_digest,
 )
 from orchestrator.bundles import TooLarge as BodyTooLarge
-from orchestrator.errors import Forbidden, Invalid, NotFound, TooLarge
+from orchestrator.errors import (
+    AUTHENTICATED,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooLarge,
+    error_responses,
+)
 from orchestrator.services import leases
 
 from .deps import CurrentUser, CurrentWorkerToken, RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/api/v1", tags=["bundles"])
+router = APIRouter(prefix="/api/v1", tags=["bundles"], responses=AUTHENTICATED)
 
 
 class BundleOut(BaseModel):
@@ -82,7 +89,7 @@ async def upload(
 @router.get(
     "/bundles/{digest}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/gzip": {}}}},
+    responses={200: {"content": {"application/gzip": {}}}, **error_responses(404)},
 )
 def download(
     digest: str, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken

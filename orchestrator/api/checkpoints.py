@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from orchestrator.db import commit
+from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.services import checkpoint_urls
 from orchestrator.services.checkpoint_urls import (
     DownloadPlan,
@@ -19,7 +20,12 @@ from orchestrator.services.leases import LeaseRequest
 
 from .deps import CurrentWorkerToken, RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/api/v1/leases", tags=["workers"])
+# Every call needs the open attempt's lease (409 for any other) and a store that signs URLs.
+router = APIRouter(
+    prefix="/api/v1/leases",
+    tags=["workers"],
+    responses={**AUTHENTICATED, **error_responses(409)},
+)
 
 
 def _scope(session: SessionDep, token: CurrentWorkerToken, lease_token: str) -> LeaseScope:
@@ -44,7 +50,7 @@ def upload_urls(
     )
 
 
-@router.post("/checkpoint-download", response_model=DownloadPlan)
+@router.post("/checkpoint-download", response_model=DownloadPlan, responses=error_responses(404))
 def download_urls(
     data: DownloadUrlsIn,
     session: SessionDep,

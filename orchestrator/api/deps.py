@@ -7,17 +7,18 @@ from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, select
 
 from orchestrator.errors import Forbidden, NotAuthenticated
 from orchestrator.models import User, WorkerToken
-from orchestrator.models.types import utcnow
+from orchestrator.models.types import MAX_ROW_ID, utcnow
 from orchestrator.runtime import Runtime
 from orchestrator.security import decode_token, hash_worker_token, looks_like_worker_token
 
 _bearer = HTTPBearer(auto_error=False)
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 
 

@@ -6,13 +6,14 @@ from fastapi import APIRouter, status
 from sqlmodel import col, select
 
 from orchestrator.db import commit
+from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models import ExperimentGroup
 from orchestrator.models.group import GroupCreate, GroupDetail
 from orchestrator.services import groups
 
-from .deps import CurrentUser, RuntimeDep, SessionDep
+from .deps import CurrentUser, RowId, RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/api/v1/groups", tags=["groups"])
+router = APIRouter(prefix="/api/v1/groups", tags=["groups"], responses=AUTHENTICATED)
 
 
 @router.post("", response_model=GroupDetail, status_code=status.HTTP_201_CREATED)
@@ -32,6 +33,6 @@ def list_groups(session: SessionDep, user: CurrentUser) -> list[GroupDetail]:
     return [groups.detail(session, g) for g in session.exec(query).all()]
 
 
-@router.get("/{group_id}", response_model=GroupDetail)
-def get_group(group_id: int, session: SessionDep, user: CurrentUser) -> GroupDetail:
+@router.get("/{group_id}", response_model=GroupDetail, responses=error_responses(404))
+def get_group(group_id: RowId, session: SessionDep, user: CurrentUser) -> GroupDetail:
     return groups.detail(session, groups.get_visible(session, user=user, group_id=group_id))

@@ -10,18 +10,20 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from orchestrator.db import commit
+from orchestrator.errors import AUTHENTICATED, error_responses
+from orchestrator.models.types import MAX_ROW_ID
 from orchestrator.services import logs
 from orchestrator.services.logs import LogAck, LogChunkIn, LogRead
 
-from .deps import CurrentUser, CurrentWorkerToken, RuntimeDep, SessionDep
+from .deps import CurrentUser, CurrentWorkerToken, RowId, RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/api/v1", tags=["logs"])
+router = APIRouter(prefix="/api/v1", tags=["logs"], responses=AUTHENTICATED)
 
 # How often a waiting reader looks for new output. Workers ship about once a second.
 FOLLOW_POLL_SECONDS = 0.5
 
 
-@router.post("/leases/logs", response_model=LogAck)
+@router.post("/leases/logs", response_model=LogAck, responses=error_responses(409))
 def ship(
     data: LogChunkIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> LogAck:
@@ -31,14 +33,20 @@ def ship(
     return LogAck(next_offset=next_offset)
 
 
-@router.get("/experiments/{experiment_id}/logs", response_model=LogRead)
+@router.get(
+    "/experiments/{experiment_id}/logs", response_model=LogRead, responses=error_responses(404)
+)
 async def read(
-    experiment_id: int,
+    experiment_id: RowId,
     request: Request,
     runtime: RuntimeDep,
     user: CurrentUser,
-    attempt: Annotated[int | None, Query(ge=1, description="the latest when omitted")] = None,
-    offset: Annotated[int, Query(ge=0, description="byte offset (a `next_offset`)")] = 0,
+    attempt: Annotated[
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="the latest when omitted")
+    ] = None,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_ROW_ID, description="byte offset (a `next_offset`)")
+    ] = 0,
     wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for output")] = 0,
 ) -> LogRead:
     """The attempt's kept output from ``offset`` on. To follow, ask again from ``next_offset``

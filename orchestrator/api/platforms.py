@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from sqlmodel import col, select
 
 from orchestrator.db import commit
-from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.errors import AUTHENTICATED, Conflict, Invalid, NotFound, error_responses
 from orchestrator.models import KaggleLaunch
 from orchestrator.models.launch import KaggleLaunchPublic
 from orchestrator.platforms import bootstrap, wheel
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api/v1", tags=["platforms"])
 WEEK_PATTERN = r"^\d{4}-W\d{2}$"
 
 
-@router.get("/platforms/usage", response_model=usage.UsageReport)
+@router.get("/platforms/usage", response_model=usage.UsageReport, responses=AUTHENTICATED)
 def platform_usage(
     session: SessionDep,
     runtime: RuntimeDep,
@@ -39,7 +39,9 @@ def platform_usage(
         raise Invalid(f"week: {exc}") from None
 
 
-@router.get("/platforms/kaggle/launches", response_model=list[KaggleLaunchPublic])
+@router.get(
+    "/platforms/kaggle/launches", response_model=list[KaggleLaunchPublic], responses=AUTHENTICATED
+)
 def kaggle_launches(
     session: SessionDep, user: CurrentUser, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[KaggleLaunch]:
@@ -56,7 +58,11 @@ def _refuse_unreachable(settings: Settings, platform: str, *, allow_loopback: bo
         raise Conflict(f"{problem}; allow_loopback=true for a worker on this machine")
 
 
-@router.get("/bootstrap/wheel/{filename}", response_class=Response)
+@router.get(
+    "/bootstrap/wheel/{filename}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404)},
+)
 def package_wheel(filename: str) -> Response:
     """The worker agent or the workloads as a wheel (public: pip cannot log in, and they hold
     no secret)."""
@@ -67,7 +73,11 @@ def package_wheel(filename: str) -> Response:
     return Response(wheel.build_wheel(spec.dist), media_type="application/octet-stream")
 
 
-@router.get("/bootstrap/{platform}", response_model=bootstrap.Bootstrap)
+@router.get(
+    "/bootstrap/{platform}",
+    response_model=bootstrap.Bootstrap,
+    responses={**AUTHENTICATED, **error_responses(404, 409)},
+)
 def bootstrap_cell(
     platform: str,
     runtime: RuntimeDep,

@@ -17,7 +17,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
-from orchestrator.errors import NotFound
+from orchestrator.errors import NotFound, error_responses
 from orchestrator.runtime import Runtime
 from orchestrator.storage import CHECKPOINTS
 from orchestrator.storage.blobs import BadKey, BlobError, BlobStore, ResumableUpload, TooLarge
@@ -26,7 +26,8 @@ from orchestrator.storage.signing import STORE_PATH
 
 from .deps import RuntimeDep
 
-router = APIRouter(prefix=STORE_PATH, tags=["store"])
+# The signed URL is the credential: a bad or expired signature is 403.
+router = APIRouter(prefix=STORE_PATH, tags=["store"], responses=error_responses(403, 404))
 
 RESUME_INCOMPLETE = 308
 _RANGE = re.compile(r"bytes (?:(\d+)-(\d+)|\*)/(\d+)")
@@ -81,7 +82,14 @@ async def _chunk(upload: ResumableUpload, content_range: str, request: Request) 
     return Response(status_code=200)
 
 
-@router.put("/{namespace}/{key:path}", status_code=201)
+@router.put(
+    "/{namespace}/{key:path}",
+    status_code=201,
+    responses={
+        200: {"description": "the last chunk of a chunked upload: the object is complete"},
+        RESUME_INCOMPLETE: {"description": "a chunk is in; `Range` says how much is held"},
+    },
+)
 async def put_object(namespace: str, key: str, request: Request, runtime: RuntimeDep) -> Response:
     """Store the body under ``key``, if it is what the signed URL declares."""
     expect = runtime.store_urls.verify("PUT", namespace, key, request.query_params)

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlmodel import col, select
 
 from orchestrator.db import commit
+from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models import Worker
 from orchestrator.models.enrollment import Enrolled, EnrollIn
 from orchestrator.models.instance import control_plane_id
@@ -24,18 +25,20 @@ from orchestrator.services.leases import (
     ReleaseIn,
 )
 
-from .deps import CurrentUser, CurrentWorkerToken, RuntimeDep, SessionDep
+from .deps import CurrentUser, CurrentWorkerToken, RowId, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["workers"])
 
 # How often a waiting claim looks again even without a wake-up (covers a lost pub/sub message).
 CLAIM_POLL_SECONDS = 1.0
+# A lease call with a token that is not the open attempt's: 409, changing nothing.
+LEASE_ERRORS = {**AUTHENTICATED, **error_responses(409)}
 
 
 @router.post(
     "/workers/enroll",
     response_model=Enrolled,
-    responses={401: {"description": "unknown code"}, 410: {"description": "used or expired"}},
+    responses=error_responses(401, 410),
 )
 def enroll(data: EnrollIn, session: SessionDep) -> Enrolled:
     """Exchange a single-use enrollment code for this session's worker token (no bearer: the
@@ -46,7 +49,10 @@ def enroll(data: EnrollIn, session: SessionDep) -> Enrolled:
 
 
 @router.post(
-    "/workers/register", response_model=WorkerRegistered, status_code=status.HTTP_201_CREATED
+    "/workers/register",
+    response_model=WorkerRegistered,
+    status_code=status.HTTP_201_CREATED,
+    responses=AUTHENTICATED,
 )
 def register(
     data: WorkerRegister, session: SessionDep, token: CurrentWorkerToken
@@ -59,7 +65,7 @@ def register(
     )
 
 
-@router.get("/workers", response_model=list[WorkerPublic])
+@router.get("/workers", response_model=list[WorkerPublic], responses=AUTHENTICATED)
 def list_workers(session: SessionDep, user: CurrentUser) -> list[WorkerPublic]:
     rows = session.exec(select(Worker).order_by(col(Worker.id).desc()).limit(500)).all()
     return [WorkerPublic.model_validate(w) for w in rows]
@@ -68,10 +74,14 @@ def list_workers(session: SessionDep, user: CurrentUser) -> list[WorkerPublic]:
 @router.post(
     "/workers/{worker_id}/claim",
     response_model=Grant,
-    responses={204: {"description": "nothing this worker can run arrived within `wait` seconds"}},
+    responses={
+        204: {"description": "nothing this worker can run arrived within `wait` seconds"},
+        **AUTHENTICATED,
+        **error_responses(404),
+    },
 )
 async def claim(
-    worker_id: int,
+    worker_id: RowId,
     request: Request,
     runtime: RuntimeDep,
     token: CurrentWorkerToken,
@@ -97,7 +107,7 @@ async def claim(
         await wakeup.wait(signal, timeout=min(remaining, CLAIM_POLL_SECONDS))
 
 
-@router.post("/leases/heartbeat", response_model=HeartbeatOut)
+@router.post("/leases/heartbeat", response_model=HeartbeatOut, responses=LEASE_ERRORS)
 def heartbeat(
     data: HeartbeatIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> HeartbeatOut:
@@ -110,7 +120,7 @@ def _ack(experiment_status: str) -> dict[str, str]:
     return {"status": experiment_status}
 
 
-@router.post("/leases/complete")
+@router.post("/leases/complete", responses=LEASE_ERRORS)
 def complete(
     data: CompleteIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> dict[str, str]:
@@ -119,7 +129,7 @@ def complete(
     return _ack(experiment.status)
 
 
-@router.post("/leases/fail")
+@router.post("/leases/fail", responses=LEASE_ERRORS)
 def fail(
     data: FailIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> dict[str, str]:
@@ -128,7 +138,7 @@ def fail(
     return _ack(experiment.status)
 
 
-@router.post("/leases/release")
+@router.post("/leases/release", responses=LEASE_ERRORS)
 def release(
     data: ReleaseIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> dict[str, str]:

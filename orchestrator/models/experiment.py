@@ -3,14 +3,14 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
-from orchestrator.models.types import UTCDateTime, utcnow
+from orchestrator.models.types import RowIdValue, UTCDateTime, utcnow
 from orchestrator.models.worker import Platform
 
 MAX_PRIORITY = 100
@@ -103,6 +103,9 @@ class CodeSpec(BaseModel):
         return {"git": self.git, "ref": self.ref or "HEAD"}
 
 
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
 class ExperimentBase(SQLModel):
     name: str = Field(min_length=1, max_length=200)
     kind: str = Field(min_length=1, max_length=64)
@@ -136,15 +139,12 @@ class CodeFields(SQLModel):
 class ExperimentCreate(ExperimentBase, CodeFields):
     config: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
-    tags: list[str] = Field(default_factory=list, max_length=20)
-    depends_on: list[int] = Field(default_factory=list, max_length=100)
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    depends_on: list[RowIdValue] = Field(default_factory=list, max_length=100)
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
-        for tag in value:
-            if not 1 <= len(tag) <= 64:
-                raise ValueError("each tag must be 1 to 64 characters")
         return sorted(set(value))
 
 

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import model_validator
+from pydantic import StringConstraints, model_validator
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from orchestrator.models.experiment import CodeFields, ExperimentBase, ExperimentPublic, Resources
-from orchestrator.models.types import UTCDateTime, utcnow
+from orchestrator.models.experiment import (
+    CodeFields,
+    ExperimentBase,
+    ExperimentPublic,
+    Resources,
+    Tag,
+)
+from orchestrator.models.types import RowIdValue, UTCDateTime, utcnow
 
 
 class ExperimentGroup(SQLModel, table=True):
@@ -26,15 +32,18 @@ class ExperimentGroup(SQLModel, table=True):
     )
 
 
+MemberKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
 class GroupMember(ExperimentBase, CodeFields):
     """One experiment of a group; ``key`` names it for ``depends_on`` inside the group."""
 
-    key: str = Field(min_length=1, max_length=64)
+    key: MemberKey
     config: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
     # Keys of other members, or ids of existing experiments.
-    depends_on: list[str | int] = Field(default_factory=list, max_length=100)
+    depends_on: list[MemberKey | RowIdValue] = Field(default_factory=list, max_length=100)
 
 
 class GroupCreate(SQLModel):

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Interval
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+# Row ids are 64-bit signed integers in every database: a larger number given as input is a
+# 422, never an overflow inside a query.
+MAX_ROW_ID = 2**63 - 1
+RowIdValue = Annotated[int, Interval(ge=1, le=MAX_ROW_ID)]
 
 
 def utcnow() -> datetime:

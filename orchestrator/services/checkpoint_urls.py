@@ -27,7 +27,13 @@ from orchestrator.services import dependencies
 from orchestrator.services.leases import LeaseRequest, _current
 from orchestrator.settings import CONTROL_PLANE_STORE
 from orchestrator.urls import public_url
-from worker.checkpoints.base import MANIFEST, CheckpointError, CheckpointRef, CheckpointStore
+from worker.checkpoints.base import (
+    MANIFEST,
+    CheckpointError,
+    CheckpointRef,
+    CheckpointStore,
+    check_relative,
+)
 from worker.checkpoints.signed import SIGNED_PREFIX
 
 MAX_FILES = 10_000
@@ -42,10 +48,9 @@ class CheckpointFile(BaseModel):
     @field_validator("path")
     @classmethod
     def _relative(cls, value: str) -> str:
-        parts = value.split("/")
-        if "\\" in value or any(p in ("", ".", "..") for p in parts) or value == MANIFEST:
-            raise ValueError(f"not a plain relative path inside a checkpoint: {value!r}")
-        return value
+        if value == MANIFEST:
+            raise ValueError(f"{MANIFEST} is the store's own file, not a checkpoint file")
+        return check_relative(value)
 
 
 class UploadUrlsIn(LeaseRequest):

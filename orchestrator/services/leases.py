@@ -18,7 +18,7 @@ from orchestrator.bundles import BundleStore
 from orchestrator.db import after_commit, session_scope
 from orchestrator.dispatch import Capability
 from orchestrator.dispatch.queue import now_ms
-from orchestrator.errors import Forbidden, NotFound, StaleLease
+from orchestrator.errors import Forbidden, Invalid, NotFound, StaleLease
 from orchestrator.kinds import get_kind
 from orchestrator.models import (
     Attempt,
@@ -34,15 +34,19 @@ from orchestrator.platforms import wheel
 from orchestrator.runtime import Runtime
 from orchestrator.services import dependencies, lifecycle, metric_history, retention, usage
 from orchestrator.urls import public_url
+from worker.checkpoints.base import CheckpointRef
 
 LOG_TAIL_LIMIT = 64 * 1024
 COMMIT_PATTERN = r"^([0-9a-f]{40}|[0-9a-f]{64})$"  # SHA-1 or SHA-256 object names
 SEEN_TOUCH_INTERVAL = timedelta(seconds=5)
+MAX_STEP = 10**12 - 1  # a checkpoint key holds the step in 12 digits
 
 
 class CheckpointReport(BaseModel):
+    """The newest checkpoint this attempt uploaded: ``<experiment>/<attempt>-<step>``."""
+
     key: str = Field(min_length=1, max_length=512)
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=MAX_STEP)
 
 
 class LeaseRequest(BaseModel):
@@ -315,6 +319,8 @@ def _apply_report(
     attempt: Attempt,
     report: LeaseReport,
 ) -> None:
+    if report.checkpoint is not None:
+        _check_own_checkpoint(experiment, attempt, report.checkpoint)
     usage.record_busy(session, attempt=attempt)  # GPU time since the last report
     attempt.heartbeat_at = utcnow()
     if report.progress_step is not None:
@@ -333,6 +339,21 @@ def _apply_report(
         if experiment.checkpoint_step is None or checkpoint.step >= experiment.checkpoint_step:
             experiment.checkpoint_key = checkpoint.key
             experiment.checkpoint_step = checkpoint.step
+
+
+def _check_own_checkpoint(
+    experiment: Experiment, attempt: Attempt, checkpoint: CheckpointReport
+) -> None:
+    """422 unless the key is where this attempt's upload of that step goes: a worker cannot make
+    an experiment resume from another experiment's (or attempt's) checkpoint."""
+    own = CheckpointRef(
+        step=checkpoint.step, attempt=attempt.number, experiment_id=str(experiment.id)
+    ).key
+    if checkpoint.key != own:
+        raise Invalid(
+            f"checkpoint.key {checkpoint.key!r} is not this attempt's checkpoint of step "
+            f"{checkpoint.step} (expected {own!r})"
+        )
 
 
 def heartbeat(

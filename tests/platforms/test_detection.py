@@ -126,6 +126,26 @@ def test_imds_can_be_disabled(tmp_path: Path) -> None:
     assert found.platform == "local"
 
 
+@pytest.mark.parametrize("platform", ["local", "kaggle", "mac"])
+def test_a_given_platform_skips_detection(tmp_path: Path, platform: str) -> None:
+    imds = standins.Imds(lifecycle="spot")
+    with standins.serve(imds) as url:
+        found = detect(make_probe(tmp_path, imds_url=url), platform=platform)
+        info = describe_host(
+            name="w", overrides={"platform": platform}, probe=make_probe(tmp_path, imds_url=url)
+        )
+    assert found == Detected(platform, None, {}) and info["platform"] == platform
+    assert not imds.tokens, "a worker told its platform must not ask the metadata service"
+
+
+def test_a_given_ec2_still_reads_its_lifecycle(tmp_path: Path) -> None:
+    imds = standins.Imds(lifecycle="spot", instance_type="g5.xlarge")
+    with standins.serve(imds) as url:
+        found = detect(make_probe(tmp_path, imds_url=url), platform="ec2")
+    assert found == Detected("ec2", None, {"instance_type": "g5.xlarge", "lifecycle": "spot"})
+    assert found.spot, "spot notices need the lifecycle even when --platform ec2 is given"
+
+
 @pytest.fixture
 def silent_server() -> Iterator[str]:
     """Accepts connections and never answers: what a filtered metadata address looks like."""

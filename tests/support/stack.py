@@ -159,7 +159,11 @@ class Stack:
         env: dict[str, str] | None = None,
         via: Sequence[str] = (),
     ) -> Proc:
-        """A `baton-worker`; ``via`` runs it through a wrapper (e.g. into a network namespace)."""
+        """A `baton-worker`; ``via`` runs it through a wrapper (e.g. into a network namespace).
+        Unless the test names a platform or an EC2 metadata stand-in it is ``--platform
+        local``: no test may send a packet to the real metadata address."""
+        if "--platform" not in extra and "--imds-url" not in extra:
+            extra = ("--platform", "local", *extra)
         return self._spawn(
             name,
             [

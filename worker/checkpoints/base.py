@@ -109,11 +109,33 @@ def verify_file(path: Path, entry: dict[str, Any]) -> None:
         raise CheckpointError(f"checkpoint file {entry['path']} is corrupt (size or hash differ)")
 
 
+def check_relative(path: str) -> str:
+    """``path`` if it is a plain relative POSIX path that stays inside its folder, else
+    ValueError: no absolute path, no ``..``, ``.`` or empty segment, no backslash."""
+    parts = path.split("/")
+    if not path or "\\" in path or "\0" in path or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"not a plain relative path inside a checkpoint: {path!r}")
+    return path
+
+
 def parse_manifest(raw: bytes | str, *, where: str) -> dict[str, Any]:
+    """The manifest at ``where``; CheckpointError unless every file entry names a plain relative
+    path (a store anyone else can write to must not place files outside the target folder)."""
     try:
         manifest: dict[str, Any] = json.loads(raw)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint manifest at {where} is not valid JSON") from exc
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, list) or not all(isinstance(e, dict) for e in files):
+        raise CheckpointError(f"checkpoint manifest at {where} has no list of files")
+    for entry in files:
+        path, size, digest = entry.get("path"), entry.get("size"), entry.get("sha256")
+        if not (isinstance(path, str) and isinstance(size, int) and isinstance(digest, str)):
+            raise CheckpointError(f"checkpoint manifest at {where}: malformed entry {entry!r}")
+        try:
+            check_relative(path)
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint manifest at {where}: {exc}") from None
     return manifest
 
 

@@ -29,9 +29,17 @@ class Detected:
         return self.platform == "ec2" and self.details.get("lifecycle") == "spot"
 
 
-def detect(probe: Probe) -> Detected:
-    """Cheap checks first: notebooks by env and files, a Mac by its OS; only then the network."""
+def detect(probe: Probe, *, platform: str | None = None) -> Detected:
+    """Cheap checks first: notebooks by env and files, a Mac by its OS; only then the network.
+
+    A ``platform`` given by the user (``--platform``) is taken as it is: nothing is probed, so
+    a worker told it is ``local`` never sends a packet to the metadata address. Only ``ec2``
+    still asks its own metadata service for the instance's lifecycle (spot notices need it).
+    """
     started = session_started_at(probe)
+    if platform:
+        details = (ec2.detect_ec2(probe) or {}) if platform == "ec2" else {}
+        return Detected(platform, started, details)
     notebook = notebooks.match(probe)
     if notebook is not None:
         return Detected(notebook[0], started, notebook[1])

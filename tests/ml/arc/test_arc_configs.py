@@ -53,6 +53,8 @@ def test_defaults_follow_the_recipe() -> None:
         (TTTJobConfig, {"lora": {"rank": 0}}, "greater than or equal to 1"),
         (TTTJobConfig, {"trian": {}}, "Extra inputs are not permitted"),
         (EvalJobConfig, {}, "predictions"),
+        # A hub download is pinned to a commit, not to a branch that can move.
+        (TTTJobConfig, {"model": {"revision": "main"}}, "should match pattern"),
     ],
 )
 def test_invalid_configs_are_rejected_with_the_reason(model, raw, message) -> None:
