@@ -24,6 +24,8 @@ from orchestrator.api import (
     groups,
     logs,
     platforms,
+    secrets,
+    tokens,
     workers,
 )
 from orchestrator.errors import Invalid, install_error_handler
@@ -135,6 +137,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         workers,
         checkpoints,
         admin,
+        tokens,
+        secrets,
         logs,
         platforms,
         bundles,

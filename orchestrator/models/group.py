@@ -9,7 +9,13 @@ from pydantic import model_validator
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from orchestrator.models.experiment import CodeFields, ExperimentBase, ExperimentPublic, Resources
+from orchestrator.models.experiment import (
+    CodeFields,
+    ExperimentBase,
+    ExperimentPublic,
+    Resources,
+    SecretFields,
+)
 from orchestrator.models.types import UTCDateTime, utcnow
 
 
@@ -26,7 +32,7 @@ class ExperimentGroup(SQLModel, table=True):
     )
 
 
-class GroupMember(ExperimentBase, CodeFields):
+class GroupMember(ExperimentBase, CodeFields, SecretFields):
     """One experiment of a group; ``key`` names it for ``depends_on`` inside the group."""
 
     key: str = Field(min_length=1, max_length=64)

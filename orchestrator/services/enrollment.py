@@ -110,7 +110,14 @@ def exchange(session: Session, code: str) -> Enrolled:
             + MAKE_ANOTHER
         )
     creator = session.get(User, row.created_by_id) if row.created_by_id is not None else None
-    token, secret = accounts.create_worker_token(session, name=row.token_name, created_by=creator)
+    # A cell's token belongs to whoever asked for the cell; a Kaggle launch's (no creator) to
+    # the first admin, who configured the rotation's Kaggle account.
+    owner = creator or accounts.first_admin(session)
+    if owner is None:
+        raise Gone("no admin is left to own this launch's worker token; " + MAKE_ANOTHER)
+    token, secret = accounts.create_worker_token(
+        session, name=row.token_name, owner=owner, created_by=creator
+    )
     token.expires_at = now + timedelta(seconds=row.session_seconds)
     row.used_at = now
     row.worker_token_id = token.id

@@ -41,7 +41,7 @@ def ready_members(settings: Settings) -> dict[int, str]:
     """Experiment id -> capability class, for everything in a Redis ready set."""
     redis = Redis.from_url(settings.redis_url)
     try:
-        return Dispatcher(redis).ready_members()
+        return {i: q.class_name for i, q in Dispatcher(redis).ready_members().items()}
     finally:
         redis.close()
 
