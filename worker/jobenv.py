@@ -14,8 +14,12 @@ as secrets.
 
 from __future__ import annotations
 
+import ctypes
 import re
+import sys
 from collections.abc import Mapping
+
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 
 # Exactly these names pass. PYTHONPATH passes: hosted notebooks put their own libraries on it
 # (Colab: /env/python) and it holds no credential.
@@ -68,3 +72,21 @@ def platform_variable(name: str) -> bool:
 def platform_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The part of the agent's environment a job inherits."""
     return {name: value for name, value in environ.items() if platform_variable(name)}
+
+
+def hide_agent_from_jobs() -> bool:
+    """Make the agent's memory and /proc/<pid>/environ unreadable to its jobs (Linux).
+
+    Jobs run as the agent's OS user, so without this a job could read the agent's original
+    environment (its worker token, or a notebook's keys) from /proc. A non-dumpable process
+    can be neither read there nor ptraced by another process of the same user; its children
+    are dumpable again after their exec. Returns whether it took effect. The command line
+    stays world-readable: give the token in BATON_WORKER_TOKEN, not --token.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False

@@ -34,8 +34,8 @@ def upload_urls(
     data: UploadUrlsIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> UploadPlan:
     """URLs for one checkpoint's files and its manifest (to be PUT last)."""
-    signer = Signer.of(runtime)
-    return signer.upload_plan(_scope(session, token, data.lease_token), data)
+    scope = _scope(session, token, data.lease_token)  # the lease check comes first
+    return Signer.of(runtime).upload_plan(scope, data)
 
 
 @router.post("/checkpoint-download", response_model=DownloadPlan)
@@ -43,8 +43,8 @@ def download_urls(
     data: DownloadUrlsIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> DownloadPlan:
     """GET URLs for a complete checkpoint of this experiment or of one of its prerequisites."""
-    signer = Signer.of(runtime)
-    return signer.download_plan(_scope(session, token, data.lease_token), key=data.key)
+    scope = _scope(session, token, data.lease_token)
+    return Signer.of(runtime).download_plan(scope, key=data.key)
 
 
 @router.post("/checkpoint-list", response_model=Listing)
@@ -52,5 +52,5 @@ def list_checkpoints(
     data: LeaseRequest, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> Listing:
     """The complete checkpoints of this lease's experiment, with their sizes."""
-    signer = Signer.of(runtime)
-    return signer.listing(_scope(session, token, data.lease_token))
+    scope = _scope(session, token, data.lease_token)
+    return Signer.of(runtime).listing(scope)
