@@ -149,8 +149,17 @@ class Stack:
         return self._spawn("rq-worker", [sys.executable, "-m", "orchestrator", "rq-worker"])
 
     def start_worker(
-        self, name: str, token: str, *extra: str, env: dict[str, str] | None = None
+        self,
+        name: str,
+        token: str,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        token_in_env: bool = False,
     ) -> Proc:
+        """An agent; ``token_in_env`` hands it the token as BATON_WORKER_TOKEN (as notebooks
+        do) instead of on its command line."""
+        if token_in_env:
+            env = {**(env or self.env), "BATON_WORKER_TOKEN": token}
         return self._spawn(
             name,
             [
@@ -159,8 +168,7 @@ class Stack:
                 "worker",
                 "--api",
                 self.url,
-                "--token",
-                token,
+                *([] if token_in_env else ["--token", token]),
                 "--name",
                 name,
                 "--work-dir",
