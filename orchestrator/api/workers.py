@@ -37,10 +37,10 @@ CLAIM_POLL_SECONDS = 1.0
     response_model=Enrolled,
     responses={401: {"description": "unknown code"}, 410: {"description": "used or expired"}},
 )
-def enroll(data: EnrollIn, session: SessionDep) -> Enrolled:
+def enroll(data: EnrollIn, session: SessionDep, runtime: RuntimeDep) -> Enrolled:
     """Exchange a single-use enrollment code for this session's worker token (no bearer: the
     code is the credential). The token is shown once."""
-    enrolled = enrollment.exchange(session, data.code)
+    enrolled = enrollment.exchange(session, data.code, launch_pool=runtime.settings.kaggle_pool)
     commit(session)
     return enrolled
 
