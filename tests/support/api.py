@@ -66,9 +66,10 @@ def create_worker_token(
         if owner is not None:
             user = session.exec(select(User).where(User.email == owner)).one()
         else:
-            user = accounts.first_admin(session) or session.exec(
-                select(User).order_by(col(User.id))
-            ).first()
+            user = (
+                accounts.first_admin(session)
+                or session.exec(select(User).order_by(col(User.id))).first()
+            )
         assert user is not None, "create the token's owner first"
         _, secret = accounts.create_worker_token(session, name=name, owner=user)
         commit(session)
