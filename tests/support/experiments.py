@@ -47,7 +47,7 @@ def ready_members(settings: Settings) -> dict[int, str]:
 
 
 def ready_keys(settings: Settings) -> list[bytes]:
-    """Every ready-set key, also those of classes missing from ``baton:classes``."""
+    """Every ready-set key, also those missing from ``baton:queues``."""
     redis = Redis.from_url(settings.redis_url)
     try:
         return list(redis.scan_iter(match="baton:ready:*"))
