@@ -25,6 +25,7 @@ from orchestrator.api import (
     logs,
     platforms,
     secrets,
+    store,
     tokens,
     workers,
 )
@@ -34,13 +35,16 @@ from orchestrator.presence import Presence
 from orchestrator.runtime import Runtime
 from orchestrator.services.maintenance import reconcile
 from orchestrator.settings import Settings
+from orchestrator.storage.signing import STORE_PATH
 from orchestrator.wakeup import Wakeup, WakeupListener
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-# Uploads that stream to disk and enforce a cap of their own (BATON_BUNDLE_MAX_MB).
+# Uploads that stream to disk and enforce a cap of their own (BATON_BUNDLE_MAX_MB)...
 OWN_BODY_CAP = ("/api/v1/bundles",)
+# ... and the blob store, whose signed URLs bound each body (a declared size).
+OWN_BODY_CAP_PREFIXES = (f"{STORE_PATH}/",)
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -77,7 +81,8 @@ class LimitBody:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OWN_BODY_CAP:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if path and path not in OWN_BODY_CAP and not path.startswith(OWN_BODY_CAP_PREFIXES):
             length = Headers(scope=scope).get("content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
                 response = JSONResponse(
@@ -136,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         groups,
         workers,
         checkpoints,
+        store,
         admin,
         tokens,
         secrets,

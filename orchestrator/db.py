@@ -13,6 +13,8 @@ from sqlalchemy.engine.url import make_url
 from sqlmodel import Session
 
 AfterCommit = Callable[[], object]
+# The execution option read_session sets.
+READ_ONLY = "baton_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -52,6 +54,10 @@ def _sqlite_write_locking(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            # A deferred transaction that only reads: a snapshot of the WAL, no writer lock.
+            conn.exec_driver_sql("BEGIN")
+            return
         if not writer.acquire(timeout=30):
             raise TimeoutError("waited 30 s for this process's SQLite writer lock")
         try:
@@ -67,6 +73,12 @@ def _sqlite_write_locking(engine: Engine) -> None:
         # A failed COMMIT is followed by a ROLLBACK: release once per BEGIN.
         if conn.info.pop("baton_writer", False):
             writer.release()
+
+
+def read_session(engine: Engine) -> Session:
+    """A session that only reads: on SQLite it never waits for, nor holds, the writer lock
+    (every other transaction there begins with it). Writing through it is a bug."""
+    return Session(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 def is_sqlite(engine: Engine) -> bool:

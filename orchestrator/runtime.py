@@ -11,8 +11,13 @@ from sqlalchemy import Engine
 
 from orchestrator.db import make_engine
 from orchestrator.dispatch import Dispatcher
+from orchestrator.security import HashingPool
 from orchestrator.settings import Settings
+from orchestrator.storage import CHECKPOINTS
+from orchestrator.storage.blobs import BlobStore
+from orchestrator.storage.signing import StoreUrls
 from worker.checkpoints import CheckpointStore, open_store
+from worker.checkpoints.base import local_path
 
 
 class RedisNotConfigured(RuntimeError):
@@ -54,6 +59,29 @@ class Runtime:
         """The checkpoint store, opened on first use (only some processes need a GCS client)."""
         return open_store(self.settings.resolved_checkpoint_url)
 
+    @cached_property
+    def blobs(self) -> dict[str, BlobStore]:
+        """The control plane's own stores by namespace, served at /api/v1/store/<namespace>/:
+        checkpoints when they are in a local directory (the root of ``checkpoints``)."""
+        settings = self.settings
+        root = local_path(settings.resolved_checkpoint_url)
+        if root is None:
+            return {}
+        # An upload nobody touched for longer than its URL lives is abandoned.
+        stale = max(settings.checkpoint_url_seconds, 3600)
+        return {CHECKPOINTS: BlobStore(root, stale_seconds=stale)}
+
+    @cached_property
+    def store_urls(self) -> StoreUrls:
+        return StoreUrls.of(self.settings)
+
+    @cached_property
+    def password_hashing(self) -> HashingPool:
+        """Checks passwords, BATON_PASSWORD_HASH_CONCURRENCY at a time (made on first use)."""
+        return HashingPool(self.settings.password_hash_concurrency)
+
     def close(self) -> None:
+        if "password_hashing" in self.__dict__:
+            self.password_hashing.close()
         self.engine.dispose()
         self.redis.close()

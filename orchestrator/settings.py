@@ -7,12 +7,21 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    NonNegativeInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.urls import normalize_public_url
 from worker.checkpoints.signed import SIGNED_PREFIX
 
+# What a Grant names when workers reach checkpoints through the control plane's own store.
+CONTROL_PLANE_STORE = SIGNED_PREFIX + "control-plane"
 # A secret that must never be accepted outside development.
 DEFAULT_SECRET = "change-me"
 MIN_SECRET_LENGTH = 32
@@ -36,6 +45,19 @@ class Settings(BaseSettings):
     jwt_issuer: str = "baton"
     jwt_audience: str = "baton-api"
 
+    # Login throttling, counted in Redis so it holds across API replicas (docs/auth.md): per
+    # account, this many logins a window that did not succeed; per client address, this many
+    # attempts a window. Past either: 429 with Retry-After, before any password is hashed.
+    login_window_seconds: int = Field(300, alias="BATON_LOGIN_WINDOW_SECONDS", gt=0)
+    login_account_failures: int = Field(5, alias="BATON_LOGIN_ACCOUNT_FAILURES", gt=0)
+    login_ip_attempts: int = Field(30, alias="BATON_LOGIN_IP_ATTEMPTS", gt=0)
+    # Password hashes (argon2: tens of ms of CPU each) one API process runs at once; a storm
+    # of logins waits its turn instead of taking every thread and core.
+    password_hash_concurrency: int = Field(2, alias="BATON_PASSWORD_HASH_CONCURRENCY", gt=0)
+    # Reverse proxies (addresses or networks, JSON list) whose X-Forwarded-For names the client.
+    # Empty: the client is the TCP peer, and X-Forwarded-For is ignored.
+    trusted_proxies: list[IPvAnyNetwork] = Field([], alias="BATON_TRUSTED_PROXIES")
+
     heartbeat_seconds: float = Field(10.0, alias="BATON_HEARTBEAT_SECONDS", gt=0)
     lease_seconds: float = Field(30.0, alias="BATON_LEASE_SECONDS", gt=0)
     reaper_seconds: int = Field(5, alias="BATON_REAPER_SECONDS", gt=0)
@@ -47,11 +69,13 @@ class Settings(BaseSettings):
     # The largest code bundle (.tar.gz of a working directory) `POST /api/v1/bundles` takes.
     bundle_max_mb: int = Field(200, alias="BATON_BUNDLE_MAX_MB", gt=0)
 
-    # Checkpoint retention (the GCS free tier is 5 GB) and the signed URLs workers use for gs://.
+    # Checkpoint retention (the GCS free tier is 5 GB) and the signed URLs workers use.
     checkpoint_budget_bytes: int = Field(5_000_000_000, alias="BATON_CHECKPOINT_BUDGET_BYTES", ge=0)
     checkpoint_keep: int = Field(3, alias="BATON_CHECKPOINT_KEEP", ge=1)
     retention_seconds: int = Field(600, alias="BATON_RETENTION_SECONDS", gt=0)
     checkpoint_signed_urls: bool = Field(True, alias="BATON_CHECKPOINT_SIGNED_URLS")
+    # Single-machine opt-in: workers write a file:// store directly instead of through the API.
+    checkpoint_direct: bool = Field(False, alias="BATON_CHECKPOINT_DIRECT")
     # V4 signed URLs live at most 7 days.
     checkpoint_url_seconds: int = Field(3600, alias="BATON_CHECKPOINT_URL_SECONDS", gt=0, le=604800)
     # Files above this go up as resumable uploads, in chunks of this size (GCS: n x 256 KiB).
@@ -146,8 +170,10 @@ class Settings(BaseSettings):
 
     @property
     def worker_checkpoint_url(self) -> str:
-        """The store a Grant names: workers reach gs:// through signed URLs unless disabled."""
+        """The store a Grant names. A bucket: through signed URLs unless disabled. A local
+        directory: the control plane's own store (signed URLs of its API), since a worker on
+        another host cannot see it; the file:// URL itself only with BATON_CHECKPOINT_DIRECT."""
         url = self.resolved_checkpoint_url
-        if self.checkpoint_signed_urls and url.startswith("gs://"):
-            return SIGNED_PREFIX + url
-        return url
+        if url.startswith("gs://"):
+            return SIGNED_PREFIX + url if self.checkpoint_signed_urls else url
+        return url if self.checkpoint_direct else CONTROL_PLANE_STORE

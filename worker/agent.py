@@ -25,7 +25,23 @@ from worker.context import INPUTS_INDEX
 from worker.deadline import Session, SessionOptions, SessionWatch, open_session
 from worker.environment import EnvironmentFailed, Environments, JobEnvironment
 from worker.logship import LogShipper
-from worker.runner import JobFiles, JobProcess, Progress, contract_env, read_tail
+from worker.messages import (
+    CheckpointReady,
+    Invalid,
+    Message,
+    ProgressUpdate,
+    decode,
+    merge_metrics,
+)
+from worker.runner import (
+    MAX_LINE_BYTES,
+    JobFiles,
+    JobProcess,
+    Overlong,
+    Progress,
+    contract_env,
+    read_tail,
+)
 from worker.tracking import wandb_env
 from worker.workdirs import WorkDirs
 
@@ -33,6 +49,10 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
 MAX_REASON = 4000  # what the control plane keeps of a failure's reason
+# Problems with a job's messages noted (agent log and job log) per attempt; past this, silence.
+MAX_NOTES = 20
+NOTE_PREFIX = "[baton] "
+FENCED_DETAIL = "control plane unreachable for a whole lease: the worker stopped its job"
 # Asks a fresh interpreter whether it can import a module (exit 0) or not (exit 1).
 _FINDS_MODULE = (
     "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)"
@@ -67,25 +87,39 @@ class Uploader(threading.Thread):
         self.attempt = attempt
         self.pending: queue.Queue[tuple[int, Path] | None] = queue.Queue()
         self.latest: CheckpointRef | None = None
+        # The newest checkpoint whose upload failed, kept for one more try (after an outage).
+        self.unsent: tuple[int, Path] | None = None
         self.uploaded = threading.Event()
 
     def run(self) -> None:
         while (item := self.pending.get()) is not None:
-            step, directory = item
-            try:
-                ref = self.store.upload(
-                    experiment_id=str(self.experiment_id),
-                    attempt=self.attempt,
-                    step=step,
-                    source=directory,
-                )
-            except Exception:
-                log.exception("upload of checkpoint step %s failed", step)
-                continue
-            shutil.rmtree(directory, ignore_errors=True)
-            self.latest = ref
-            self.uploaded.set()
-            log.info("checkpoint step %s uploaded as %s", step, ref.key)
+            self.upload(*item)
+
+    def upload(self, step: int, directory: Path) -> None:
+        try:
+            ref = self.store.upload(
+                experiment_id=str(self.experiment_id),
+                attempt=self.attempt,
+                step=step,
+                source=directory,
+            )
+        except Exception:
+            log.exception("upload of checkpoint step %s failed", step)
+            if self.unsent is None or step >= self.unsent[0]:
+                self.unsent = (step, directory)
+            return
+        shutil.rmtree(directory, ignore_errors=True)
+        if self.unsent is not None and self.unsent[0] <= step:
+            self.unsent = None
+        self.latest = ref
+        self.uploaded.set()
+        log.info("checkpoint step %s uploaded as %s", step, ref.key)
+
+    def retry_unsent(self) -> CheckpointRef | None:
+        """Once finished: another try for the newest checkpoint whose upload failed."""
+        if self.unsent is not None and (self.latest is None or self.unsent[0] > self.latest.step):
+            self.upload(*self.unsent)
+        return self.latest
 
     def finish(self) -> CheckpointRef | None:
         """Wait for everything queued so far, then stop."""
@@ -110,8 +144,20 @@ class Attempt:
             lease_token=self.token,
         )
         self.files = JobFiles(self.directory.path, output_dir=self.directory.output)
+        # Resolved now, before the job runs: a job that swaps the folder for a symlink does
+        # not move where its checkpoints may be.
+        self.checkpoint_root = self.files.checkpoints.resolve()
         self.progress = Progress()
+        self.heartbeat_seconds = float(grant["heartbeat_seconds"])
+        self.lease_seconds = float(grant["lease_seconds"])
+        # When the newest heartbeat the control plane took was sent: the lease holds at least
+        # lease_seconds from then.
+        self.answered_at = time.monotonic()
         self.lease_lost = threading.Event()
+        self.fenced = threading.Event()  # no answer for a whole lease: the job was stopped
+        self.refusal: str | None = None  # a heartbeat's 4xx: the attempt ends at once
+        self.output_problem: str | None = None  # a message that makes the job's outcome unfit
+        self._notes = 0
         self.canceled = threading.Event()
         self.stop_requested = threading.Event()
         self.done = threading.Event()
@@ -157,25 +203,33 @@ class Attempt:
             # the attempt fails and counts against max_attempts, like a failing job.
             self._abort(beat, shipper, reason=str(exc))
             return
+        except Exception as exc:  # a setup bug of ours costs this attempt, not the agent
+            log.exception("setting up experiment %s failed", self.experiment_id)
+            self._abort(beat, shipper, reason=f"the worker could not set up the job: {exc!r}")
+            return
         self.files.config.write_text(json.dumps(self.grant["config"]))
         self.job = self._spawn(resume_step, environment)
         self.uploader.start()
         try:
             exit_code = self._supervise(self.job)
+            self._drain(self.job)
+            # Heartbeats go on until the last upload is in: over a slow link (or while the
+            # control plane restarts) a final upload can outlast the lease.
+            final = self.uploader.finish()
         finally:
-            self.done.set()
-        self._drain(self.job)
-        final = self.uploader.finish()
-        beat.join()
+            self._stop_heartbeats(beat)
         shipper.finish()  # before the final report: after it, the lease takes no more output
         self._conclude(exit_code, final)
+
+    def _stop_heartbeats(self, beat: threading.Thread) -> None:
+        self.done.set()
+        self.uploader.uploaded.set()  # wakes the heartbeat loop, which then sees done
+        beat.join()
 
     def _abort(self, beat: threading.Thread, shipper: LogShipper, *, reason: str) -> None:
         """End an attempt whose job never started: report it failed with its log so far."""
         log.error("experiment %s attempt %s: %s", self.experiment_id, self.number, reason)
-        self.done.set()
-        self.uploader.uploaded.set()  # wakes the heartbeat loop, which then sees done
-        beat.join()
+        self._stop_heartbeats(beat)
         shipper.finish()
         if self.lease_lost.is_set():
             log.warning("the lease was lost meanwhile; not reporting")
@@ -267,8 +321,8 @@ class Attempt:
     def _supervise(self, job: JobProcess) -> int:
         while job.poll() is None:
             self._drain(job)
-            if self.lease_lost.is_set():
-                log.warning("lease lost: stopping the job at once")
+            if self.lease_lost.is_set() or self.refusal is not None:
+                log.warning("the lease is not ours to keep: stopping the job at once")
                 job.kill()
             elif self.canceled.is_set():
                 log.info("experiment %s canceled: stopping the job", self.experiment_id)
@@ -277,20 +331,67 @@ class Attempt:
                 self.stop_requested.set()
                 log.info("agent stopping: asking the job to checkpoint and exit")
                 return job.stop(grace=self.agent.config.kill_grace)
+            elif time.monotonic() - self.answered_at >= self.lease_seconds:
+                # Self-fencing: the lease may have run out and the job been handed to another
+                # worker. Stopped within one heartbeat more, two copies never run for long.
+                self.fenced.set()
+                log.warning(
+                    "no heartbeat answered for %.0fs (the lease): asking the job to checkpoint "
+                    "and stop",
+                    self.lease_seconds,
+                )
+                return job.stop(grace=self.heartbeat_seconds)
             time.sleep(POLL_SECONDS)
         return job.wait()
 
     def _drain(self, job: JobProcess) -> None:
-        for message in job.read_messages():
-            kind = message.get("type")
-            if kind == "progress":
-                self.progress.step = message.get("step")
-                self.progress.total = message.get("total")
-                self.progress.metrics.update(message.get("metrics") or {})
-            elif kind == "checkpoint":
-                self.uploader.pending.put((int(message["step"]), Path(message["dir"])))
-            elif kind == "result":
-                self.progress.result = message.get("values") or {}
+        """Act on the job's new messages; bad ones are noted and dropped (worker.messages)."""
+        for line in job.read_lines():
+            if isinstance(line, Overlong):
+                self._problem(
+                    Invalid(
+                        f"a progress-channel line of {line.size:,} bytes (over "
+                        f"{MAX_LINE_BYTES:,}) was skipped",
+                        fatal=True,
+                    )
+                )
+            elif line.strip():
+                try:
+                    self._apply(decode(line, checkpoint_root=self.checkpoint_root))
+                except Invalid as exc:
+                    self._problem(exc)
+
+    def _apply(self, message: Message) -> None:
+        dropped: list[str] = []
+        if isinstance(message, ProgressUpdate):
+            if message.step is not None:
+                self.progress.step = message.step
+            if message.total is not None:
+                self.progress.total = message.total
+            dropped = message.dropped + merge_metrics(self.progress.metrics, message.metrics)
+        elif isinstance(message, CheckpointReady):
+            self.uploader.pending.put((message.step, message.directory))
+        else:
+            self.progress.result = message.values
+            dropped = message.dropped
+        for text in dropped:
+            self._note(f"left out: {text}")
+
+    def _problem(self, problem: Invalid) -> None:
+        if problem.fatal and self.output_problem is None:
+            self.output_problem = problem.reason
+        self._note(f"dropped a message: {problem.reason}")
+
+    def _note(self, text: str) -> None:
+        """Tell the agent's log and the job's own (which its owner reads) what was dropped."""
+        self._notes += 1
+        if self._notes > MAX_NOTES:
+            return
+        if self._notes == MAX_NOTES:
+            text = "further problems with this job's messages are not noted"
+        log.warning("experiment %s attempt %s: %s", self.experiment_id, self.number, text)
+        with self.files.log.open("a", encoding="utf-8", errors="replace") as fh:
+            fh.write(f"{NOTE_PREFIX}{text}\n")
 
     # --- talking to the control plane -----------------------------------------------------
 
@@ -298,14 +399,17 @@ class Attempt:
         return None if ref is None else {"key": ref.key, "step": ref.step}
 
     def _heartbeat_loop(self) -> None:
-        interval = float(self.grant["heartbeat_seconds"])
         while not self.done.is_set():
             # Wake early after an upload, so the control plane learns the resume point at once.
-            self.uploader.uploaded.wait(interval)
+            self.uploader.uploaded.wait(self.heartbeat_seconds)
             self.uploader.uploaded.clear()
-            if self.done.is_set():
+            # Once fenced, _reconnect does the talking; after a refusal there is nothing to say.
+            if self.done.is_set() or self.fenced.is_set() or self._refused():
                 return
             self._heartbeat()
+
+    def _refused(self) -> bool:
+        return self.lease_lost.is_set() or self.refusal is not None
 
     def _report_fields(self, checkpoint: CheckpointRef | None) -> dict[str, Any]:
         return {
@@ -319,20 +423,52 @@ class Attempt:
 
     def _heartbeat(self) -> None:
         payload = self._report_fields(self.uploader.latest)
+        sent = time.monotonic()
         try:
-            reply = self.agent.client.heartbeat(payload)
+            # An answer later than the lease is worth no more than none.
+            reply = self.agent.client.heartbeat(payload, timeout=self.lease_seconds)
         except LeaseLost as exc:
-            log.warning("heartbeat refused: %s", exc.detail)
+            log.warning("heartbeat refused, the lease is no longer ours: %s", exc.detail)
             self.lease_lost.set()
             return
-        except (Unavailable, ApiError) as exc:
-            # The control plane is down or confused: keep the job running, try next beat.
-            log.warning("heartbeat failed (%s); the job keeps running", exc)
+        except ApiError as exc:
+            log.warning("heartbeat refused (%s): ending the attempt", exc)
+            self.refusal = f"the control plane refused a heartbeat: {exc}"[:MAX_REASON]
             return
+        except Unavailable as exc:
+            # Down, or cut off: the job keeps running until a whole lease goes unanswered.
+            log.warning("heartbeat unanswered (%s)", exc)
+            return
+        self.answered_at = max(self.answered_at, sent)
         if reply.get("action") == "cancel":
             self.canceled.set()
 
+    def _reconnect(self) -> bool:
+        """After self-fencing: heartbeat until the control plane answers; whether the lease is
+        still ours (then its checkpoint is worth uploading and reporting)."""
+        log.warning("self-fenced: waiting for the control plane to say whether the lease holds")
+        while True:
+            try:
+                reply = self.agent.client.heartbeat(
+                    self._report_fields(self.uploader.latest), timeout=self.lease_seconds
+                )
+            except ApiError as exc:  # LeaseLost included: it was re-leased or ended meanwhile
+                log.warning("the lease did not survive the outage (%s): dropping the attempt", exc)
+                return False
+            except Unavailable:
+                if self.agent.give_up.wait(self.heartbeat_seconds):
+                    return False
+                continue
+            log.info("the control plane is back and the lease still ours")
+            if reply.get("action") == "cancel":
+                self.canceled.set()
+            return True
+
     def _conclude(self, exit_code: int, final: CheckpointRef | None) -> None:
+        if self.fenced.is_set():
+            if not self._reconnect():
+                return
+            final = self.uploader.retry_unsent()
         if self.lease_lost.is_set():
             log.warning(
                 "experiment %s attempt %s: lease was lost; not reporting",
@@ -342,10 +478,16 @@ class Attempt:
             return
         fields = self._report_fields(final)
         fields["log_tail"] = self.job.log_tail() if self.job is not None else None
-        if self.canceled.is_set():
+        stopped = self.stop_requested.is_set() or self.fenced.is_set()
+        if self.refusal is not None:
+            self._report("fail", reason=self.refusal, **fields)
+        elif self.canceled.is_set():
             self._report("release", reason="canceled", **fields)
-        elif self.stop_requested.is_set() and (exit_code != 0 or self.progress.result is None):
-            self._report("release", reason="preempted", detail=self.agent.stop_reason, **fields)
+        elif stopped and (exit_code != 0 or self.progress.result is None):
+            detail = FENCED_DETAIL if self.fenced.is_set() else self.agent.stop_reason
+            self._report("release", reason="preempted", detail=detail, **fields)
+        elif exit_code == 0 and self.output_problem is not None:
+            self._report("fail", exit_code=0, reason=self.output_problem, **fields)
         elif exit_code == 0:
             self._report("complete", result=self.progress.result or {}, **fields)
         else:
@@ -356,19 +498,38 @@ class Attempt:
     def _report(self, verb: str, **fields: Any) -> None:
         payload = {k: v for k, v in fields.items() if v is not None}
         payload["lease_token"] = self.token
-        try:
-            reply = self.agent.client.finish(verb, payload, give_up=self.agent.give_up)
-            log.info(
-                "experiment %s attempt %s: %s -> %s", self.experiment_id, self.number, verb, reply
-            )
-        except LeaseLost as exc:
-            log.warning("%s refused, the lease is no longer ours: %s", verb, exc.detail)
-        except Stopped:
-            log.error("gave up reporting %s for experiment %s", verb, self.experiment_id)
+        report(self.agent.client, verb, payload, give_up=self.agent.give_up)
 
     def _cleanup(self) -> None:
         # Its output was shipped and its checkpoints uploaded: nothing here is needed again.
         self.directory.remove()
+
+
+def report(
+    client: WorkerClient, verb: str, payload: dict[str, Any], *, give_up: threading.Event
+) -> None:
+    """complete / fail / release an attempt. A report the control plane refuses (4xx) becomes a
+    bare ``fail`` carrying its answer, so the attempt ends with the reason instead of hanging
+    until its lease runs out."""
+    while True:
+        try:
+            reply = client.finish(verb, payload, give_up=give_up)
+            # Not the whole reply: it holds the experiment's result, up to megabytes of it.
+            log.info("%s -> experiment %s %s", verb, reply.get("id"), reply.get("status"))
+        except LeaseLost as exc:
+            log.warning("%s refused, the lease is no longer ours: %s", verb, exc.detail)
+        except Stopped:
+            log.error("gave up reporting %s", verb)
+        except ApiError as exc:
+            if verb == "fail" and payload.keys() <= {"lease_token", "reason"}:
+                log.error("the control plane refused even a bare failure report: %s", exc)
+                return
+            log.error("%s refused (%s): reporting the attempt failed instead", verb, exc)
+            reason = f"the control plane refused the worker's {verb} report: {exc}"
+            payload = {"lease_token": payload["lease_token"], "reason": reason[:MAX_REASON]}
+            verb = "fail"
+            continue
+        return
 
 
 class Agent:

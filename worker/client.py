@@ -136,10 +136,10 @@ class WorkerClient:
         grant: dict[str, Any] = response.json()
         return grant
 
-    def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """One try: the next heartbeat is the retry."""
+    def heartbeat(self, payload: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """One try: the next heartbeat is the retry. Unavailable when there is no answer."""
         reply: dict[str, Any] = self.request(
-            "POST", "/api/v1/leases/heartbeat", json=payload, retry=False
+            "POST", "/api/v1/leases/heartbeat", json=payload, timeout=timeout, retry=False
         ).json()
         return reply
 

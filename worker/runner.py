@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +19,10 @@ from worker.jobenv import platform_environment
 log = logging.getLogger(__name__)
 
 LOG_TAIL_BYTES = 32 * 1024
+READ_CHUNK_BYTES = 1024 * 1024
+# Longer than any message worker.messages accepts (a result is at most 4 MiB of JSON), so an
+# oversized result is still read and refused with its size.
+MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -67,6 +71,13 @@ class JobFiles:
         self.progress.touch()
 
 
+@dataclass(frozen=True)
+class Overlong:
+    """A progress-channel line over MAX_LINE_BYTES, skipped unread."""
+
+    size: int
+
+
 @dataclass
 class Progress:
     """What the job has told us so far."""
@@ -102,7 +113,8 @@ class JobProcess:
         finally:
             os.close(lifeline)
         self._offset = 0
-        self._partial = b""
+        self._partial = bytearray()  # the unfinished last line
+        self._skipped = 0  # bytes of an overlong line being skipped
 
     @property
     def pid(self) -> int:
@@ -111,25 +123,48 @@ class JobProcess:
     def poll(self) -> int | None:
         return self.proc.poll()
 
-    def read_messages(self) -> list[dict[str, Any]]:
-        """New complete lines of the progress channel."""
-        with self.files.progress.open("rb") as fh:
+    def read_lines(self) -> list[bytes | Overlong]:
+        """New complete lines of the progress channel (worker.messages decodes them).
+
+        Read in bounded chunks, and a line longer than MAX_LINE_BYTES is skipped to its end
+        and stands as an Overlong: a job writing without newlines cannot fill the agent's memory.
+        """
+        lines: list[bytes | Overlong] = []
+        try:
+            # Non-blocking, and regular files only: a job may have swapped the channel for a
+            # FIFO (an open that never returns) or /dev/zero (a read that never ends).
+            fd = os.open(self.files.progress, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:  # deleted by the job: nothing more to read
+            return lines
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return lines
             fh.seek(self._offset)
-            data = fh.read()
-        self._offset += len(data)
-        data = self._partial + data
-        *lines, self._partial = data.split(b"\n")
-        messages = []
-        for line in lines:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                message = None
-            if isinstance(message, dict):
-                messages.append(message)
+            while chunk := fh.read(READ_CHUNK_BYTES):
+                self._offset += len(chunk)
+                self._split(chunk, lines)
+        return lines
+
+    def _split(self, chunk: bytes, lines: list[bytes | Overlong]) -> None:
+        *ended, rest = chunk.split(b"\n")
+        for piece in ended:
+            self._extend(piece)
+            if self._skipped:
+                lines.append(Overlong(self._skipped))
             else:
-                log.warning("ignoring malformed progress line: %r", line[:200])
-        return messages
+                lines.append(bytes(self._partial))
+            self._partial.clear()
+            self._skipped = 0
+        self._extend(rest)
+
+    def _extend(self, piece: bytes) -> None:
+        if self._skipped:
+            self._skipped += len(piece)
+            return
+        self._partial += piece
+        if len(self._partial) > MAX_LINE_BYTES:
+            self._skipped = len(self._partial)
+            self._partial.clear()
 
     def request_stop(self) -> None:
         """Ask for "checkpoint now and exit": the stop file, then SIGTERM, which the guard

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
-from multiprocessing.process import BaseProcess
+import threading
 
 from redis import Redis
 from rq import SimpleWorker
@@ -17,9 +16,16 @@ from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 
+CRON_RETRY_SECONDS = 5.0
 
-def run_cron(settings: Settings) -> None:
-    """Blocks: enqueue the reaper and reconcile at their intervals (a process of its own)."""
+
+def run_cron(settings: Settings, stop: threading.Event) -> None:
+    """Blocks until ``stop``: enqueue the periodic jobs when they are due.
+
+    A thread of the RQ worker process, not a process of its own: a second Python with the
+    control plane imported costs ~90 MB of a 1 GB VM to sleep between enqueues. This is the
+    loop of ``CronScheduler.start`` minus its signal handlers (main thread only).
+    """
     scheduler = CronScheduler(
         connection=connect_redis(settings.redis_url), name=f"baton-cron-{settings.rq_queue}"
     )
@@ -48,16 +54,30 @@ def run_cron(settings: Settings) -> None:
             interval=settings.kaggle_rotation_seconds,
             result_ttl=600,
         )
-    scheduler.start()
+    scheduler.register_birth()
+    try:
+        while not stop.is_set():
+            try:
+                if scheduler.enqueue_jobs():
+                    scheduler.save()
+                scheduler.heartbeat()
+                delay = scheduler.calculate_sleep_interval()
+            except Exception:
+                # A dead cron thread would mean no reaper ever again: log and go on.
+                log.exception("cron: enqueueing the periodic jobs failed; retrying")
+                delay = CRON_RETRY_SECONDS
+            stop.wait(delay)
+    finally:
+        scheduler.register_death()
 
 
 def run_worker(settings: Settings, *, burst: bool = False, with_cron: bool = True) -> None:
     redis: Redis = connect_redis(settings.redis_url)
-    cron: BaseProcess | None = None
+    stop = threading.Event()
+    cron: threading.Thread | None = None
     if with_cron and not burst:
-        cron = multiprocessing.get_context("spawn").Process(
-            target=run_cron, args=(settings,), daemon=True
-        )
+        cron = threading.Thread(target=run_cron, args=(settings, stop), name="baton-cron")
+        cron.daemon = True
         cron.start()
     # SimpleWorker runs jobs in-process: these jobs are short, and forking per reaper pass
     # every few seconds would cost more than the work.
@@ -65,6 +85,6 @@ def run_worker(settings: Settings, *, burst: bool = False, with_cron: bool = Tru
     try:
         worker.work(burst=burst, with_scheduler=True)
     finally:
-        if cron is not None and cron.is_alive():
-            cron.terminate()
+        stop.set()
+        if cron is not None:
             cron.join(5)

@@ -1,20 +1,22 @@
-"""Short-lived V4 signed URLs for workers' checkpoints, so notebooks never hold a bucket key.
+"""Short-lived URLs for workers' checkpoints, so notebooks hold no store credentials.
 
 Only the open attempt's lease gets URLs: uploads under its own ``<experiment>/<attempt>-<step>``,
-downloads of its experiment's checkpoints and of its prerequisites'. Files above
-``BATON_CHECKPOINT_CHUNK_BYTES`` get a resumable-upload session instead of a signed PUT (the
-session URI is itself the credential, valid for a week, and survives dropped connections).
-The control plane signs with the service-account key named by GOOGLE_APPLICATION_CREDENTIALS.
+downloads of its experiment's checkpoints and of its prerequisites'. Where the bytes go is up
+to a ``UrlIssuer``:
+
+- no bucket configured (a ``file://`` store; the default): the control plane's own store
+  (``orchestrator/storage/checkpoints.py``), URLs it signs itself;
+- ``gs://``: V4 signed URLs of the bucket (``orchestrator/storage/gcs_urls.py``), imported
+  only then, so a control plane without a bucket never loads Google's libraries.
+
+Files above ``BATON_CHECKPOINT_CHUNK_BYTES`` go up in chunks (``resumable``).
 """
 
 from __future__ import annotations
 
-import functools
-import os
 from dataclasses import dataclass
-from datetime import timedelta
+from typing import Protocol
 
-from google.oauth2 import service_account
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session
 
@@ -23,9 +25,10 @@ from orchestrator.models import WorkerToken
 from orchestrator.runtime import Runtime
 from orchestrator.services import dependencies
 from orchestrator.services.leases import LeaseRequest, current_lease
-from orchestrator.settings import Settings
-from worker.checkpoints.base import MANIFEST, CheckpointError, CheckpointRef
-from worker.checkpoints.gcs import OCTET_STREAM, GCSCheckpointStore
+from orchestrator.settings import CONTROL_PLANE_STORE
+from orchestrator.urls import public_url
+from worker.checkpoints.base import MANIFEST, CheckpointError, CheckpointRef, CheckpointStore
+from worker.checkpoints.signed import SIGNED_PREFIX
 
 MAX_FILES = 10_000
 
@@ -33,6 +36,8 @@ MAX_FILES = 10_000
 class CheckpointFile(BaseModel):
     path: str = Field(min_length=1, max_length=1024)
     size: int = Field(ge=0)
+    # The control plane's own store checks every file against it (a bucket does not).
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("path")
     @classmethod
@@ -104,90 +109,77 @@ def lease_scope(session: Session, *, token: WorkerToken, lease_token: str) -> Le
     )
 
 
-@functools.cache
-def _signing_credentials(path: str) -> service_account.Credentials:
-    return service_account.Credentials.from_service_account_file(path)
+class UrlIssuer(Protocol):
+    """Signs the URLs of one checkpoint store."""
+
+    def begin(self, ref: CheckpointRef) -> None:
+        """An upload of ``ref`` starts: whatever an earlier try left there must not count."""
+        ...
+
+    def put(self, ref: CheckpointRef, file: CheckpointFile, *, resumable: bool) -> Transfer: ...
+
+    def put_manifest(self, ref: CheckpointRef, files: list[CheckpointFile]) -> Transfer: ...
+
+    def get(self, ref: CheckpointRef, path: str) -> str: ...
+
+    def complete_files(self, ref: CheckpointRef) -> list[str] | None:
+        """The files of ``ref`` if it is complete (its manifest is there), else None."""
+        ...
 
 
-class Signer:
-    def __init__(self, *, store: GCSCheckpointStore, settings: Settings) -> None:
-        self.store = store
-        self.expires = timedelta(seconds=settings.checkpoint_url_seconds)
-        self.chunk_bytes = settings.checkpoint_chunk_bytes
-        key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-        if not key_file:
-            raise RuntimeError(
-                "signed checkpoint URLs need a service-account key file in "
-                "GOOGLE_APPLICATION_CREDENTIALS"
-            )
-        self.credentials = _signing_credentials(key_file)
+def issuer_for(runtime: Runtime) -> UrlIssuer:
+    """The issuer of the store this control plane's Grants name."""
+    settings = runtime.settings
+    url = settings.worker_checkpoint_url
+    if url == CONTROL_PLANE_STORE:
+        from orchestrator.storage.checkpoints import ControlPlaneUrls
 
-    @classmethod
-    def of(cls, runtime: Runtime) -> Signer:
-        settings = runtime.settings
-        store = runtime.checkpoints
-        if not (settings.checkpoint_signed_urls and isinstance(store, GCSCheckpointStore)):
-            raise Invalid(f"this control plane hands out no checkpoint URLs (store {store.url})")
-        return cls(store=store, settings=settings)
+        return ControlPlaneUrls.of(runtime, base_url=public_url(settings))
+    if url.startswith(SIGNED_PREFIX + "gs://"):
+        from orchestrator.storage.gcs_urls import GcsUrls
 
-    def _sign(
-        self, ref: CheckpointRef, path: str, *, method: str, content_type: str | None = None
-    ) -> str:
-        blob = self.store.bucket.blob(self.store.object_name(ref, path))
-        url: str = blob.generate_signed_url(
-            version="v4",
-            expiration=self.expires,
-            method=method,
-            content_type=content_type,
-            credentials=self.credentials,
-        )
-        return url
+        return GcsUrls.of(runtime)
+    raise Invalid(f"this control plane hands out no checkpoint URLs (workers use {url})")
 
-    def _put(self, ref: CheckpointRef, path: str, *, content_type: str) -> Transfer:
-        url = self._sign(ref, path, method="PUT", content_type=content_type)
-        return Transfer(path=path, url=url, headers={"Content-Type": content_type})
 
-    def _resumable(self, ref: CheckpointRef, path: str, *, size: int) -> Transfer:
-        blob = self.store.bucket.blob(self.store.object_name(ref, path))
-        session: str = blob.create_resumable_upload_session(content_type=OCTET_STREAM, size=size)
-        return Transfer(path=path, url=session, resumable=True)
+def upload_plan(
+    issuer: UrlIssuer, scope: LeaseScope, data: UploadUrlsIn, *, chunk_bytes: int
+) -> UploadPlan:
+    ref = CheckpointRef(
+        step=data.step, attempt=scope.attempt, experiment_id=str(scope.experiment_id)
+    )
+    issuer.begin(ref)
+    files = [issuer.put(ref, f, resumable=f.size > chunk_bytes) for f in data.files]
+    return UploadPlan(
+        key=ref.key,
+        chunk_bytes=chunk_bytes,
+        files=files,
+        manifest=issuer.put_manifest(ref, data.files),
+    )
 
-    def upload_plan(self, scope: LeaseScope, data: UploadUrlsIn) -> UploadPlan:
-        ref = CheckpointRef(
-            step=data.step, attempt=scope.attempt, experiment_id=str(scope.experiment_id)
-        )
-        files = [
-            self._resumable(ref, f.path, size=f.size)
-            if f.size > self.chunk_bytes
-            else self._put(ref, f.path, content_type=OCTET_STREAM)
-            for f in data.files
-        ]
-        # Not application/json: gcp-storage-emulator would parse such a PUT body as JSON.
-        manifest = self._put(ref, MANIFEST, content_type=OCTET_STREAM)
-        return UploadPlan(key=ref.key, chunk_bytes=self.chunk_bytes, files=files, manifest=manifest)
 
-    def download_plan(self, scope: LeaseScope, *, key: str) -> DownloadPlan:
-        try:
-            ref = CheckpointRef.from_key(key)
-        except CheckpointError as exc:
-            raise Invalid(str(exc)) from None
-        if ref.experiment_id not in scope.readable:
-            raise Forbidden(f"checkpoint {key} belongs to an experiment this lease cannot read")
-        objects = self.store.objects(ref)
-        if MANIFEST not in objects:
-            raise NotFound(f"checkpoint {key} not found (or not complete)")
-        return DownloadPlan(
-            key=key,
-            manifest_url=self._sign(ref, MANIFEST, method="GET"),
-            files={p: self._sign(ref, p, method="GET") for p in objects if p != MANIFEST},
-        )
+def download_plan(issuer: UrlIssuer, scope: LeaseScope, *, key: str) -> DownloadPlan:
+    try:
+        ref = CheckpointRef.from_key(key)
+    except CheckpointError as exc:
+        raise Invalid(str(exc)) from None
+    if ref.experiment_id not in scope.readable:
+        raise Forbidden(f"checkpoint {key} belongs to an experiment this lease cannot read")
+    files = issuer.complete_files(ref)
+    if files is None:
+        raise NotFound(f"checkpoint {key} not found (or not complete)")
+    return DownloadPlan(
+        key=key,
+        manifest_url=issuer.get(ref, MANIFEST),
+        files={path: issuer.get(ref, path) for path in files},
+    )
 
-    def listing(self, scope: LeaseScope) -> Listing:
-        refs = self.store.list(experiment_id=str(scope.experiment_id))
-        return Listing(
-            experiment_id=scope.experiment_id,
-            checkpoints=[
-                CheckpointInfo(key=r.key, step=r.step, size_bytes=self.store.size_bytes(r))
-                for r in refs
-            ],
-        )
+
+def listing(store: CheckpointStore, scope: LeaseScope) -> Listing:
+    refs = store.list(experiment_id=str(scope.experiment_id))
+    return Listing(
+        experiment_id=scope.experiment_id,
+        checkpoints=[
+            CheckpointInfo(key=r.key, step=r.step, size_bytes=store.size_bytes(r)) for r in refs
+        ],
+    )

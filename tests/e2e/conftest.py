@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,10 @@ class Baton:
             ) from None
         return result
 
-    def start_worker(self, name: str, *extra: str, env: dict[str, str] | None = None) -> Any:
-        return self.stack.start_worker(name, self.worker_token, *extra, env=env)
+    def start_worker(
+        self, name: str, *extra: str, env: dict[str, str] | None = None, via: Sequence[str] = ()
+    ) -> Any:
+        return self.stack.start_worker(name, self.worker_token, *extra, env=env, via=via)
 
 
 @pytest.fixture
@@ -84,13 +86,16 @@ def baton_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Bato
         database_url: str | None = None,
         redis: str | None = None,
         data_dir: Path | None = None,
+        host: str = "127.0.0.1",
         **env: str,
     ) -> Baton:
         db = database_url or f"sqlite:///{tmp_path / 'baton.db'}"
         data_dir = data_dir or tmp_path / "data"
         redis = redis or redis_url
         stack = Stack(
-            env=stack_env(database_url=db, redis_url=redis, data_dir=data_dir, **env), root=tmp_path
+            env=stack_env(database_url=db, redis_url=redis, data_dir=data_dir, **env),
+            root=tmp_path,
+            host=host,
         )
         settings = make_settings(database_url=db, redis_url=redis, data_dir=data_dir)
         baton = Baton(stack, settings)

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,10 +101,11 @@ class Stack:
     port: int = field(default_factory=free_port)
     procs: list[Proc] = field(default_factory=list)
     api: Proc | None = None
+    host: str = "127.0.0.1"  # where the API listens: an address a worker's namespace reaches
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         log = self.root / f"{name}.log"
@@ -129,9 +130,11 @@ class Stack:
                 "orchestrator",
                 "serve",
                 "--host",
-                "127.0.0.1",
+                self.host,
                 "--port",
                 str(self.port),
+                # Where workers reach it, unless the test names a public URL of its own.
+                *([] if "BATON_PUBLIC_URL" in self.env else ["--public-url", self.url]),
             ],
         )
         api = self.api
@@ -154,15 +157,18 @@ class Stack:
         token: str,
         *extra: str,
         env: dict[str, str] | None = None,
+        via: Sequence[str] = (),
         token_in_env: bool = False,
     ) -> Proc:
-        """An agent; ``token_in_env`` hands it the token as BATON_WORKER_TOKEN (as notebooks
-        do) instead of on its command line."""
+        """A `baton-worker`; ``via`` runs it through a wrapper (e.g. into a network namespace);
+        ``token_in_env`` hands it the token as BATON_WORKER_TOKEN (as notebooks do) instead of
+        on its command line."""
         if token_in_env:
             env = {**(env or self.env), "BATON_WORKER_TOKEN": token}
         return self._spawn(
             name,
             [
+                *via,
                 sys.executable,
                 "-m",
                 "worker",

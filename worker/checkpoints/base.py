@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 MANIFEST = "MANIFEST.json"
 
@@ -114,13 +114,22 @@ def parse_manifest(raw: bytes | str, *, where: str) -> dict[str, Any]:
     return manifest
 
 
+def local_path(url: str) -> Path | None:
+    """The directory a ``file:///path`` (or plain path) store URL names; None for others."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    return Path(url) if not parsed.scheme else None
+
+
 def open_store(url: str) -> CheckpointStore:
     """Open the store named by ``url``: ``file:///path`` or a plain path, or ``gs://bucket/prefix``."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("", "file"):
+    root = local_path(url)
+    if root is not None:
         from worker.checkpoints.local import LocalCheckpointStore
 
-        return LocalCheckpointStore(Path(parsed.path if parsed.scheme else url))
+        return LocalCheckpointStore(root)
+    parsed = urlparse(url)
     if parsed.scheme == "gs":
         from worker.checkpoints.gcs import GCSCheckpointStore
 

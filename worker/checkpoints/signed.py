@@ -1,10 +1,12 @@
 """Checkpoints through short-lived signed URLs from the control plane: the notebook holds no
-bucket key, only its worker token, and only the open attempt's lease gets URLs.
+store credentials, only its worker token, and only the open attempt's lease gets URLs.
 
-A Grant whose ``checkpoint_url`` starts with ``baton-signed:`` selects this store. Each upload
-asks for one URL per file (a resumable-upload session for files above ``chunk_bytes``) plus
-one for the manifest, which is PUT last; downloads get GET URLs and verify size and sha256 of
-every file against the manifest. Plain httpx: no Google library on the worker.
+A Grant whose ``checkpoint_url`` starts with ``baton-signed:`` selects this store: the URLs
+point at a GCS bucket (``baton-signed:gs://…``) or at the control plane's own store
+(``baton-signed:control-plane``); the protocol is the same. Each upload declares every file's
+path, size and sha256 and gets one URL per file (chunked, resumable uploads for files above
+``chunk_bytes``) plus one for the manifest, which is PUT last; downloads get GET URLs and
+verify size and sha256 of every file against the manifest. Plain httpx: no Google library.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +42,7 @@ LISTING = "/api/v1/leases/checkpoint-list"
 TRIES = 5
 RESUMABLE_DONE = (200, 201)
 RESUME_INCOMPLETE = 308
+BLOCK = 1 << 20
 T = TypeVar("T")
 
 
@@ -99,7 +103,7 @@ class SignedUrlCheckpointStore:
     def upload(self, *, experiment_id: str, attempt: int, step: int, source: Path) -> CheckpointRef:
         ref = CheckpointRef(step=step, attempt=attempt, experiment_id=experiment_id)
         manifest = build_manifest(ref, source)
-        files = [{"path": e["path"], "size": e["size"]} for e in manifest["files"]]
+        files = [{k: e[k] for k in ("path", "size", "sha256")} for e in manifest["files"]]
         plan = self._ask(UPLOAD_URLS, step=step, files=files)
         if plan["key"] != ref.key:
             raise CheckpointError(f"step {step} was placed at {plan['key']}, not at {ref.key}")
@@ -109,8 +113,10 @@ class SignedUrlCheckpointStore:
                 if target["resumable"]:
                     _put_resumable(http, target, path, chunk_bytes=int(plan["chunk_bytes"]))
                 else:
-                    _put(http, target, path.read_bytes())
-            _put(http, plan["manifest"], json.dumps(manifest, indent=1).encode())  # last
+                    size = path.stat().st_size
+                    _put(http, target, length=size, body=partial(_file_body, path, 0, size))
+            raw = json.dumps(manifest, indent=1).encode()
+            _put(http, plan["manifest"], length=len(raw), body=lambda: [raw])  # last
         return ref
 
     # --- download and listing -------------------------------------------------------------
@@ -160,11 +166,29 @@ def _bucket_client() -> httpx.Client:
     return httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0))
 
 
-def _put(http: httpx.Client, target: dict[str, Any], body: bytes) -> None:
+def _file_body(path: Path, offset: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes of ``path`` from ``offset``, read a block at a time: a chunk is never
+    whole in memory (nor kept alive by a response's reference cycles until the next GC)."""
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        left = length
+        while left > 0:
+            block = fh.read(min(BLOCK, left))
+            if not block:
+                raise CheckpointError(f"{path} shrank while it was being uploaded")
+            left -= len(block)
+            yield block
+
+
+def _put(
+    http: httpx.Client, target: dict[str, Any], *, length: int, body: Callable[[], Iterable[bytes]]
+) -> None:
+    """PUT ``length`` bytes from ``body()`` (called again for each try)."""
     what = f"upload of {target['path']}"
+    headers = {**target["headers"], "Content-Length": str(length)}
 
     def send() -> None:
-        _check(http.put(target["url"], content=body, headers=target["headers"]), what=what)
+        _check(http.put(target["url"], content=body(), headers=headers), what=what)
 
     _retrying(send, what=what)
 
@@ -179,11 +203,12 @@ def _put_resumable(
     ok = (*RESUMABLE_DONE, RESUME_INCOMPLETE)
 
     def send_chunk(offset: int) -> httpx.Response:
-        with path.open("rb") as fh:
-            fh.seek(offset)
-            chunk = fh.read(chunk_bytes)
-        content_range = f"bytes {offset}-{offset + len(chunk) - 1}/{size}"
-        return http.put(target["url"], content=chunk, headers={"Content-Range": content_range})
+        length = min(chunk_bytes, size - offset)
+        headers = {
+            "Content-Range": f"bytes {offset}-{offset + length - 1}/{size}",
+            "Content-Length": str(length),
+        }
+        return http.put(target["url"], content=_file_body(path, offset, length), headers=headers)
 
     def status() -> httpx.Response:
         response = http.put(
