@@ -15,7 +15,7 @@ from orchestrator.services import user_secrets
 from orchestrator.settings import Settings
 from tests.support.api import create_user, login
 from tests.support.experiments import submit
-from tests.support.workers import bearer, claim, register
+from tests.support.workers import bearer, claim, forged_lease_calls, register
 
 ALICE, BOB, ADMIN = "alice@example.com", "bob@example.com", "admin@example.com"
 BOB_SECRET = "hf_bob-s-very-own-token-4242"
@@ -98,16 +98,7 @@ def test_a_token_acts_only_on_its_own_workers_leases(
     assert grant is not None
     before = client.get(f"/api/v1/experiments/{bobs}", headers=bob.headers).json()
     lease = {"lease_token": grant["lease_token"]}
-    for verb, body in [
-        ("heartbeat", {"progress_step": 99, "metrics": {"loss": 0.0}}),
-        ("complete", {"result": {"forged": True}}),
-        ("fail", {"reason": "forged"}),
-        ("release", {"reason": "preempted"}),
-        ("logs", {"offset": 0, "data": "forged output"}),
-        ("checkpoint-urls", {"step": 1, "files": [{"path": "a", "size": 1}]}),
-        ("checkpoint-list", {}),
-        ("checkpoint-download", {"key": f"{bobs}/1-1"}),
-    ]:
+    for verb, body in forged_lease_calls(bobs):
         reply = client.post(
             f"/api/v1/leases/{verb}", json={**lease, **body}, headers=bearer(alice_token)
         )

@@ -21,6 +21,7 @@ from orchestrator.models import Attempt
 from tests.e2e.conftest import Baton
 from tests.support.api import create_user
 from tests.support.stack import SECRET, wait_until
+from tests.support.workers import forged_lease_calls
 
 PASSWORD = "password123"
 # What the agents' environment holds, as a notebook's or `baton up`'s would: the stack's own
@@ -190,16 +191,7 @@ def test_two_users_real_server_real_workers(
     lease = {"lease_token": _lease_token(baton, bobs)}
     as_alice = {"Authorization": f"Bearer {alice.token}"}
     with httpx.Client(base_url=baton.stack.url, headers=as_alice, timeout=30) as thief:
-        for verb, body in [
-            ("heartbeat", {"progress_step": 99, "metrics": {"forged": 1.0}}),
-            ("complete", {"result": {"forged": True}}),
-            ("fail", {"reason": "forged"}),
-            ("release", {"reason": "preempted"}),
-            ("logs", {"offset": 10**6, "data": "forged output"}),
-            ("checkpoint-urls", {"step": 1, "files": [{"path": "a", "size": 1}]}),
-            ("checkpoint-list", {}),
-            ("checkpoint-download", {"key": f"{bobs}/1-1"}),
-        ]:
+        for verb, body in forged_lease_calls(bobs):
             reply = thief.post(f"/api/v1/leases/{verb}", json={**lease, **body})
             assert reply.status_code == 403, (verb, reply.text)
         bundle = thief.get(f"/api/v1/bundles/{digest}")
@@ -235,9 +227,9 @@ def test_two_users_real_server_real_workers(
             assert A_UNUSED not in page.text, path
     with httpx.Client(base_url=baton.stack.url, timeout=30) as browser:
         _web_login(browser, bob.email)
-        page = browser.get("/ui/secrets").text
-        assert "HF_TOKEN" in page and "B_EXTRA" in page
-        assert not [v for v in B_SECRETS.values() if v in page], "names only, never values"
+        names = browser.get("/ui/secrets").text
+        assert "HF_TOKEN" in names and "B_EXTRA" in names
+        assert not [v for v in B_SECRETS.values() if v in names], "names only, never values"
 
     # B's job gets exactly the secrets it named.
     release.touch()

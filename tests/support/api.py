@@ -63,6 +63,7 @@ def create_worker_token(
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     with Session(engine) as session:
+        user: User | None
         if owner is not None:
             user = session.exec(select(User).where(User.email == owner)).one()
         else:
