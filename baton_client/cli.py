@@ -37,12 +37,17 @@ from baton_client.types import ExperimentDetail
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
 PANEL = "Experiments (talk to a server)"
+ACCOUNT_PANEL = "Your account (talk to a server)"
 
 app = typer.Typer(
     help="Submit and follow Baton experiments.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+# `tokens` is mounted by orchestrator/cli.py, which adds `create --local`; `secrets` here.
+secrets_app = typer.Typer(help="Your secrets: set, list, remove.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets", rich_help_panel=ACCOUNT_PANEL)
 
 UrlOption = Annotated[
     str | None,
@@ -490,3 +495,90 @@ def quota(
             f"all platforms: {overall['busy_gpu_hours']:.1f} busy of "
             f"{overall['connected_gpu_hours']:.1f} connected GPU hours"
         )
+
+
+# --- worker tokens and secrets ---------------------------------------------------------------
+
+TokenId = Annotated[int, typer.Argument(help="token id (see `baton tokens ls`)", min=1)]
+SecretName = Annotated[str, typer.Argument(help="e.g. HF_TOKEN: A-Z, 0-9 and _")]
+
+
+def create_token(*, name: str, url: str | None, json_: bool) -> None:
+    """Ask the API for a worker token of the logged-in user; print the token alone."""
+    with _client(url) as client:
+        created = client.create_worker_token(name)
+    if json_:
+        _print_json(created)
+        return
+    sys.stdout.write(created["token"] + "\n")
+    render.err.print(
+        f"token {created['id']} ({render.escape(created['name'])}): shown once; "
+        "give it to a worker as BATON_WORKER_TOKEN"
+    )
+
+
+def list_tokens(url: UrlOption = None, json_: JsonOption = False) -> None:
+    """Your worker tokens (an admin's: every token); never their secrets."""
+    with _client(url) as client:
+        rows = client.worker_tokens()
+    if json_:
+        _print_json(rows)
+    elif not rows:
+        render.err.print("no worker tokens yet — `baton tokens create --name NAME` makes one")
+    else:
+        render.out.print(render.tokens_table(rows))
+
+
+def revoke_token(token_id: TokenId, url: UrlOption = None, json_: JsonOption = False) -> None:
+    """Revoke a worker token: its workers are refused from their next call on."""
+    with _client(url) as client:
+        row = client.revoke_worker_token(token_id)
+    if json_:
+        _print_json(row)
+    else:
+        render.err.print(f"token {row['id']} ({render.escape(row['name'])}) revoked")
+
+
+def _secret_value() -> str:
+    """The value from standard input: a hidden prompt on a terminal, else all of stdin (one
+    trailing newline dropped), so `printf %s "$X" | baton secrets set X` works in scripts."""
+    if sys.stdin.isatty():
+        return str(typer.prompt("Value", hide_input=True))
+    value = sys.stdin.read()
+    return value[:-1] if value.endswith("\n") else value
+
+
+@secrets_app.command("set")
+def secrets_set(name: SecretName, url: UrlOption = None, json_: JsonOption = False) -> None:
+    """Store a secret, reading its value from standard input (never from the command line).
+    Experiments get it by naming it: `secrets: [NAME]`."""
+    value = _secret_value()
+    if not value:
+        _fail("no value: pipe it in, or type it at the prompt", code=EXIT_USAGE)
+    with _client(url) as client:
+        row = client.set_secret(name, value)
+    if json_:
+        _print_json(row)
+    else:
+        render.err.print(f"secret {row['name']} set")
+
+
+@secrets_app.command("ls")
+def secrets_ls(url: UrlOption = None, json_: JsonOption = False) -> None:
+    """Your secrets' names and dates (values are never shown again)."""
+    with _client(url) as client:
+        rows = client.secrets()
+    if json_:
+        _print_json(rows)
+    elif not rows:
+        render.err.print("no secrets yet — `baton secrets set NAME` reads one from stdin")
+    else:
+        render.out.print(render.secrets_table(rows))
+
+
+@secrets_app.command("rm")
+def secrets_rm(name: SecretName, url: UrlOption = None) -> None:
+    """Delete a secret (refused while an unfinished experiment names it)."""
+    with _client(url) as client:
+        client.delete_secret(name)
+    render.err.print(f"secret {name} deleted")

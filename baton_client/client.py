@@ -35,10 +35,13 @@ from baton_client.types import (
     ExperimentDetail,
     ExperimentPage,
     LogChunk,
+    Secret,
     Tokens,
     UsageReport,
     User,
     Worker,
+    WorkerToken,
+    WorkerTokenCreated,
 )
 
 # A follower's long-poll: the server answers as soon as there is output, so this only bounds
@@ -392,6 +395,31 @@ class BatonClient:
 
     def workers(self) -> list[Worker]:
         return cast(list[Worker], self.request("GET", "/api/v1/workers"))
+
+    def create_worker_token(self, name: str) -> WorkerTokenCreated:
+        """A worker token of yours (its workers take your work); ``token`` is shown only here."""
+        reply = self.request("POST", "/api/v1/worker-tokens", json={"name": name})
+        return cast(WorkerTokenCreated, reply)
+
+    def worker_tokens(self) -> list[WorkerToken]:
+        """Your worker tokens (an admin's: all), without their secrets."""
+        return cast(list[WorkerToken], self.request("GET", "/api/v1/worker-tokens"))
+
+    def revoke_worker_token(self, token_id: int) -> WorkerToken:
+        return cast(WorkerToken, self.request("DELETE", f"/api/v1/worker-tokens/{token_id}"))
+
+    # --- secrets --------------------------------------------------------------------------
+
+    def set_secret(self, name: str, value: str) -> Secret:
+        """Store (or replace) a secret; experiments get it by naming it in ``secrets``."""
+        return cast(Secret, self.request("PUT", f"/api/v1/secrets/{name}", json={"value": value}))
+
+    def secrets(self) -> list[Secret]:
+        """Names and dates of your secrets; values never come back."""
+        return cast(list[Secret], self.request("GET", "/api/v1/secrets"))
+
+    def delete_secret(self, name: str) -> None:
+        self.request("DELETE", f"/api/v1/secrets/{name}")
 
     def usage(self, *, week: str | None = None) -> UsageReport:
         """GPU hours per platform account (used, allowed, reset) for an ISO week (this one)."""

@@ -22,8 +22,10 @@ from baton_client.types import (
     Experiment,
     ExperimentDetail,
     LogChunk,
+    Secret,
     UsageReport,
     Worker,
+    WorkerToken,
 )
 
 STATUS_STYLE = {
@@ -175,6 +177,27 @@ def workers_table(workers: Sequence[Worker]) -> Table:
             ago(w["last_seen_at"]),
             state,
         )
+    return table
+
+
+def tokens_table(tokens: Sequence[WorkerToken]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "NAME", "OWNER", "CREATED", "STATE"):
+        table.add_column(column)
+    for t in tokens:
+        expires = t["expires_at"]
+        state = "revoked" if t["revoked_at"] else (f"expires {expires[:16]}" if expires else "")
+        owner = str(t["owner_id"]) if t["owner_id"] is not None else "-"
+        table.add_row(str(t["id"]), escape(t["name"]), owner, ago(t["created_at"]), state)
+    return table
+
+
+def secrets_table(secrets: Sequence[Secret]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "SET", "CHANGED"):
+        table.add_column(column)
+    for s in secrets:
+        table.add_row(s["name"], ago(s["created_at"]), ago(s["updated_at"]))
     return table
 
 

@@ -88,6 +88,27 @@ class Worker(TypedDict):
     last_seen_at: str
 
 
+class WorkerToken(TypedDict):
+    id: int
+    name: str
+    owner_id: int | None
+    created_at: str
+    revoked_at: str | None
+    expires_at: str | None
+
+
+class WorkerTokenCreated(WorkerToken):
+    token: str  # shown once: only its hash is kept
+
+
+class Secret(TypedDict):
+    """All the API ever says about a secret: never its value."""
+
+    name: str
+    created_at: str
+    updated_at: str
+
+
 class LogChunk(TypedDict):
     experiment_id: int
     status: str

@@ -173,8 +173,8 @@ def lease(root: Path, url: str) -> tuple[str, str, str]:
     password = secrets.token_urlsafe(12)
     with Session(engine) as session:
         data = UserCreate(email="bench@example.com", password=password, role=Role.admin)
-        accounts.create_user(session, data=data)
-        _, token = accounts.create_worker_token(session, name="bench", created_by=None)
+        owner = accounts.create_user(session, data=data)
+        _, token = accounts.create_worker_token(session, name="bench", owner=owner)
         commit(session)
     engine.dispose()
     with httpx.Client(base_url=url, timeout=30) as http:

@@ -63,7 +63,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from orchestrator.db import commit, make_engine  # noqa: E402
-from orchestrator.dispatch import Capability, Dispatcher, Requirement  # noqa: E402
+from orchestrator.dispatch import (  # noqa: E402
+    Capability,
+    Dispatcher,
+    Lane,
+    Requirement,
+    lanes_served,
+)
 from orchestrator.dispatch.queue import now_ms  # noqa: E402
 from orchestrator.migrate import upgrade  # noqa: E402
 from orchestrator.models import Role  # noqa: E402
@@ -237,8 +243,8 @@ def bootstrap(database_url: str) -> str:
         upgrade(engine)
         with Session(engine) as session:
             admin = UserCreate(email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role=Role.admin)
-            accounts.create_user(session, data=admin)
-            _, worker_token = accounts.create_worker_token(session, name="bench", created_by=None)
+            owner = accounts.create_user(session, data=admin)
+            _, worker_token = accounts.create_worker_token(session, name="bench", owner=owner)
             commit(session)
     finally:
         engine.dispose()
@@ -314,12 +320,21 @@ class BaselineResult:
     claim_n_per_s: float
 
 
+# The baseline's experiments all belong to one user, whose own workers claim them.
+LANE = Lane(owner_id=1)
+LANES = lanes_served(1, ())
+
+
 def _fill(dispatcher: Dispatcher, members: int) -> float:
     requirement, base = Requirement(), now_ms()
     start = time.perf_counter()
     for member in range(1, members + 1):
         dispatcher.enqueue(
-            experiment_id=member, requirement=requirement, priority=0, queued_at_ms=base + member
+            experiment_id=member,
+            requirement=requirement,
+            lane=LANE,
+            priority=0,
+            queued_at_ms=base + member,
         )
     return members / (time.perf_counter() - start)
 
@@ -329,7 +344,10 @@ def _drain_single(dispatcher: Dispatcher) -> tuple[int, float, list[float]]:
     start = time.perf_counter()
     while True:
         t0 = time.perf_counter()
-        if dispatcher.claim(capability=Capability(), worker_id=1, lease_ms=30_000) is None:
+        if (
+            dispatcher.claim(capability=Capability(), lanes=LANES, worker_id=1, lease_ms=30_000)
+            is None
+        ):
             break
         latencies.append(time.perf_counter() - t0)
     return len(latencies), time.perf_counter() - start, latencies
@@ -341,7 +359,9 @@ def _drain_threads(dispatcher: Dispatcher, threads: int) -> tuple[int, float]:
 
     def drain(index: int) -> None:
         go.wait()
-        while dispatcher.claim(capability=Capability(), worker_id=index, lease_ms=30_000):
+        while dispatcher.claim(
+            capability=Capability(), lanes=LANES, worker_id=index, lease_ms=30_000
+        ):
             counts[index] += 1
 
     pool = [threading.Thread(target=drain, args=(i,), daemon=True) for i in range(threads)]

@@ -24,7 +24,9 @@ from orchestrator.api import (
     groups,
     logs,
     platforms,
+    secrets,
     store,
+    tokens,
     workers,
 )
 from orchestrator.errors import ANY_ROUTE, Invalid, install_error_handler
@@ -181,6 +183,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checkpoints,
         store,
         admin,
+        tokens,
+        secrets,
         logs,
         platforms,
         bundles,

@@ -7,16 +7,17 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from baton_client import cli as user_commands
 from orchestrator.db import commit, make_engine
 from orchestrator.errors import BatonError
 from orchestrator.migrate import upgrade
-from orchestrator.models import Role
+from orchestrator.models import Role, User
 from orchestrator.models.user import UserCreate
 from orchestrator.platforms import cli as platform_commands
-from orchestrator.services import accounts
+from orchestrator.secretbox import SecretUnreadable
+from orchestrator.services import accounts, user_secrets
 from orchestrator.settings import Settings
 from orchestrator.urls import listen_url
 
@@ -24,7 +25,8 @@ app = typer.Typer(
     help="Baton: one job queue over the free GPU tiers you already have.", no_args_is_help=True
 )
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
-tokens_app = typer.Typer(help="Manage worker tokens.", no_args_is_help=True)
+# The user commands' `tokens` group, plus `create --local` for the first token (see tokens_create).
+tokens_app = typer.Typer(help="Your worker tokens: create, list, revoke.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
@@ -163,14 +165,73 @@ def users_create(
 @tokens_app.command("create")
 def tokens_create(
     name: Annotated[str, typer.Option(help="a name to recognise the token by")],
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            help="write to this machine's database (DATABASE_URL) instead of asking the API: "
+            "for the first token, before anyone can log in",
+        ),
+    ] = False,
+    owner: Annotated[
+        str | None,
+        typer.Option(help="with --local: the owner's email (default: the first admin)"),
+    ] = None,
+    url: user_commands.UrlOption = None,
+    json_: user_commands.JsonOption = False,
 ) -> None:
-    """Create a worker token and print it (only the token, on stdout)."""
+    """Create a worker token for your workers and print it (only the token, on stdout).
+
+    Logged in (`baton login`), it asks the API for a token of yours. With --local it writes
+    straight to the control plane's database, owned by --owner or the first admin.
+    """
+    if not local:
+        if owner is not None:
+            typer.echo("error: --owner goes with --local; the API makes tokens of yours", err=True)
+            raise typer.Exit(2)
+        user_commands.create_token(name=name, url=url, json_=json_)
+        return
     engine = make_engine(_settings().resolved_database_url)
     upgrade(engine)
     with Session(engine) as session:
-        _, secret = accounts.create_worker_token(session, name=name, created_by=None)
+        user = (
+            session.exec(select(User).where(User.email == owner.strip().lower())).first()
+            if owner
+            else accounts.first_admin(session)
+        )
+        if user is None:
+            who = f"no user {owner}" if owner else "no admin yet"
+            typer.echo(f"error: {who} (baton users create --admin ...)", err=True)
+            raise typer.Exit(1)
+        _, secret = accounts.create_worker_token(session, name=name, owner=user)
         commit(session)
     typer.echo(secret)
+
+
+tokens_app.command("ls")(user_commands.list_tokens)
+tokens_app.command("revoke")(user_commands.revoke_token)
+
+
+@user_commands.secrets_app.command("rotate-key")
+def secrets_rotate_key() -> None:
+    """Re-encrypt every stored secret under BATON_SECRET_KEY (the new key, from the environment
+    as `baton serve` reads it); the old key is read from standard input. Run it on the control
+    plane's machine after changing the key, before the servers restart with it."""
+    old_key = sys.stdin.readline().rstrip("\r\n")
+    if not old_key:
+        typer.echo("error: give the old BATON_SECRET_KEY on standard input", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    with Session(engine) as session:
+        try:
+            count = user_secrets.rotate_key(session, new_key=settings.signing_key, old_key=old_key)
+        except SecretUnreadable as exc:
+            typer.echo(f"error: {exc}; nothing was changed", err=True)
+            raise typer.Exit(1) from None
+        commit(session)
+    typer.echo(f"re-encrypted {count} secret(s) under the current key", err=True)
 
 
 @db_app.command("upgrade")

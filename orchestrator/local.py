@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -70,13 +70,25 @@ def _admin_credentials(settings: Settings, engine: Any) -> tuple[str, str | None
     return ADMIN_EMAIL, password
 
 
-def _worker_token(engine: Any) -> str:
+def _worker_token(engine: Any, email: str) -> str:
+    """A token for the local agents, owned by the admin: they take the admin's work (share them
+    with others through a pool)."""
     with Session(engine) as session:
-        _, secret = accounts.create_worker_token(
-            session, name="baton-up local worker", created_by=None
-        )
+        owner = session.exec(select(User).where(User.email == email)).one()
+        _, secret = accounts.create_worker_token(session, name="baton-up local worker", owner=owner)
         commit(session)
     return secret
+
+
+def agent_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the local agents start with: this environment without any setting of the control
+    plane (its key, database, Redis, SMTP and Kaggle credentials, the bucket's key). An agent
+    holds its worker token and nothing else of Baton's; it probes no EC2 metadata address."""
+    control_plane = {f.alias for f in Settings.model_fields.values() if f.alias}
+    control_plane.add("GOOGLE_APPLICATION_CREDENTIALS")
+    env = {name: value for name, value in environ.items() if name not in control_plane}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -158,7 +170,7 @@ def run_local(
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     email, password = _admin_credentials(settings, engine)
-    token = _worker_token(engine)
+    token = _worker_token(engine, email)
     engine.dispose()
     # The local agents and the demo talk to the API directly; others get the public URL.
     url = listen_url(host, port)
@@ -178,8 +190,7 @@ def run_local(
         logs = settings.data_dir / "logs"
         logs.mkdir(exist_ok=True)
 
-        # The local agents run beside the control plane: no EC2 metadata probe for them.
-        agent_env = {"AWS_EC2_METADATA_DISABLED": "true", **env}
+        agent_env = agent_environment(os.environ)
 
         def start(
             name: str, argv: list[str], environ: dict[str, str] | None = None

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     kaggle_rotation_seconds: int = Field(60, alias="BATON_KAGGLE_ROTATION_SECONDS", gt=0)
     # After a failed launch, wait this long (doubling per further failure, up to an hour).
     kaggle_retry_seconds: int = Field(300, alias="BATON_KAGGLE_RETRY_SECONDS", ge=0)
+    # Launched kernels' tokens belong to the first admin; they also join this pool (if it
+    # exists), so they take its users' work that names no secrets.
+    kaggle_pool: str = Field("", alias="BATON_KAGGLE_POOL", max_length=64)
     # Enrollment codes (what launched kernels and `bootstrap --enroll` cells carry instead of a
     # worker token): a code must be exchanged within this many seconds (at most an hour), and
     # the worker token it becomes lasts this many hours (the longest hosted session, 12 h, plus

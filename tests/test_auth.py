@@ -339,9 +339,11 @@ def test_admin_endpoints_are_403_for_users_and_work_for_admins(
     new_user = {"email": "carol@example.com", "password": PASSWORD}
     for method, path, body in [
         ("POST", "/api/v1/users", new_user),
-        ("POST", "/api/v1/worker-tokens", {"name": "t"}),
-        ("GET", "/api/v1/worker-tokens", None),
-        ("DELETE", "/api/v1/worker-tokens/1", None),
+        ("GET", "/api/v1/users", None),
+        ("POST", "/api/v1/pools", {"name": "team"}),
+        ("GET", "/api/v1/pools", None),
+        ("PUT", f"/api/v1/pools/1/users/{people.alice}", None),
+        ("DELETE", "/api/v1/pools/1", None),
     ]:
         response = client.request(method, path, json=body, headers=alice)
         assert response.status_code == 403, (method, path, response.text)
@@ -352,14 +354,14 @@ def test_admin_endpoints_are_403_for_users_and_work_for_admins(
         ).status_code
         == 401
     )
-    assert client.get("/api/v1/worker-tokens", headers=admin).json() == []
+    assert client.get("/api/v1/pools", headers=admin).json() == []
 
     created = client.post("/api/v1/users", json=new_user, headers=admin)
     assert created.status_code == 201, created.text
     assert created.json()["role"] == "user" and "hashed_password" not in created.json()
     assert _login(client, "carol@example.com")["token_type"] == "bearer"
-    token = client.post("/api/v1/worker-tokens", json={"name": "t"}, headers=admin)
-    assert token.status_code == 201 and token.json()["token"].startswith("bwt_"), token.text
+    pool = client.post("/api/v1/pools", json={"name": "team"}, headers=admin)
+    assert pool.status_code == 201 and pool.json()["user_ids"] == [], pool.text
 
 
 # --- the signing secret (pure settings, no services) ----------------------------------------

@@ -107,8 +107,9 @@ def test_the_checks_above_see_a_stored_experiment(
     experiment = submit(client, user, "good", tags=["a", "b"])
     assert _ids(_list(client, user)) == [experiment]
     assert stored_rows(settings) == {"experiment": 1, "experiment_tag": 2}
+    owner = client.get("/auth/me", headers=user).json()["id"]
     assert ready_members(settings) == {experiment: "cpu"}
-    assert ready_keys(settings) == [b"baton:ready:cpu"]
+    assert ready_keys(settings) == [f"baton:ready:cpu:{owner}".encode()], "the owner's lane"
 
 
 def test_malformed_json_detail_names_the_body(client: TestClient, user: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from worker.agent import Agent, AgentConfig
 from worker.client import ApiError, WorkerClient
 from worker.deadline import add_session_arguments, session_options
+from worker.jobenv import hide_agent_from_jobs
 
 log = logging.getLogger("worker")
 ENROLL_ENV = "BATON_ENROLL_CODE"
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s baton-worker[%(process)d] %(message)s",
         stream=sys.stderr,
     )
+    if not hide_agent_from_jobs():
+        log.warning("jobs can read this agent's environment from /proc (not Linux?)")
     token = enroll(args.api, args.enroll) if args.enroll else args.token
     if token is None:
         return 2

@@ -305,13 +305,15 @@ class Attempt:
             extra_env = dict(config.get("env") or {})
         else:
             argv = [environment.python, "-m", self.grant["entrypoint"]]
+        # Named secrets win over config.env; the agent's own environment is not handed on.
+        job_vars = {**extra_env, **(self.grant.get("secrets") or {})}
         env = contract_env(
             self.files,
             experiment_id=self.experiment_id,
             attempt=self.number,
             resume_step=resume_step,
             deadline=self.agent.deadline,
-            extra={**wandb_env(experiment_id=self.experiment_id), **extra_env},
+            extra={**wandb_env(experiment_id=self.experiment_id, environ=job_vars), **job_vars},
         )
         # The environment's bin dir first on PATH: a command's `python` is the venv's.
         return JobProcess(self.files, argv, env=environment.apply(env), cwd=self._job_cwd())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from worker import context as contract
+from worker.jobenv import platform_environment
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,10 @@ def contract_env(
     deadline: float | None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    env = {**os.environ, **(extra or {})}
+    """The job's whole environment: the platform's ordinary variables of the agent's (an
+    allowlist: worker/jobenv.py), then ``extra`` (the job's config.env and named secrets),
+    then the contract's variables, which nothing overrides."""
+    env = {**platform_environment(os.environ), **(extra or {})}
     env.update(
         {
             contract.ENV_EXPERIMENT_ID: str(experiment_id),

@@ -1,18 +1,16 @@
-"""Admin-only management: users and worker tokens."""
+"""Admin-only management: users and pools."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
-from sqlmodel import col, select
+from fastapi import APIRouter, Response, status
 
 from orchestrator.db import commit
 from orchestrator.errors import AUTHENTICATED, error_responses
-from orchestrator.models import WorkerToken
+from orchestrator.models.pool import PoolCreate, PoolPublic
 from orchestrator.models.user import UserCreate, UserPublic
-from orchestrator.models.worker import WorkerTokenCreate, WorkerTokenCreated, WorkerTokenPublic
-from orchestrator.services import accounts
+from orchestrator.services import accounts, pools
 
-from .deps import AdminUser, RowId, SessionDep
+from .deps import AdminUser, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=AUTHENTICATED)
 
@@ -29,26 +27,68 @@ def create_user(data: UserCreate, session: SessionDep, admin: AdminUser) -> User
     return UserPublic.model_validate(user)
 
 
-@router.post(
-    "/worker-tokens", response_model=WorkerTokenCreated, status_code=status.HTTP_201_CREATED
-)
-def create_worker_token(
-    data: WorkerTokenCreate, session: SessionDep, admin: AdminUser
-) -> WorkerTokenCreated:
-    row, secret = accounts.create_worker_token(session, name=data.name, created_by=admin)
+@router.get("/users", response_model=list[UserPublic])
+def list_users(session: SessionDep, admin: AdminUser) -> list[UserPublic]:
+    return [UserPublic.model_validate(u) for u in accounts.all_users(session)]
+
+
+# --- pools: which users' work a worker token takes besides its owner's ----------------------
+
+
+@router.post("/pools", response_model=PoolPublic, status_code=status.HTTP_201_CREATED)
+def create_pool(data: PoolCreate, session: SessionDep, admin: AdminUser) -> PoolPublic:
+    pool = pools.create(session, name=data.name)
     commit(session)
-    return WorkerTokenCreated.model_validate(row, update={"token": secret})
+    return pools.public(session, pool)
 
 
-@router.get("/worker-tokens", response_model=list[WorkerTokenPublic])
-def list_worker_tokens(session: SessionDep, admin: AdminUser) -> list[WorkerToken]:
-    return list(session.exec(select(WorkerToken).order_by(col(WorkerToken.id))).all())
+@router.get("/pools", response_model=list[PoolPublic])
+def list_pools(session: SessionDep, admin: AdminUser) -> list[PoolPublic]:
+    return [pools.public(session, pool) for pool in pools.all_pools(session)]
 
 
-@router.delete(
-    "/worker-tokens/{token_id}", response_model=WorkerTokenPublic, responses=error_responses(404)
-)
-def revoke_worker_token(token_id: RowId, session: SessionDep, admin: AdminUser) -> WorkerToken:
-    row = accounts.revoke_worker_token(session, token_id=token_id)
+@router.get("/pools/{pool_id}", response_model=PoolPublic)
+def get_pool(pool_id: int, session: SessionDep, admin: AdminUser) -> PoolPublic:
+    return pools.public(session, pools.get(session, pool_id))
+
+
+@router.delete("/pools/{pool_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_pool(pool_id: int, session: SessionDep, admin: AdminUser) -> Response:
+    pools.delete(session, pool_id)
     commit(session)
-    return row
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _membership(session: SessionDep, pool_id: int) -> PoolPublic:
+    commit(session)
+    return pools.public(session, pools.get(session, pool_id))
+
+
+@router.put("/pools/{pool_id}/users/{user_id}", response_model=PoolPublic)
+def add_pool_user(pool_id: int, user_id: int, session: SessionDep, admin: AdminUser) -> PoolPublic:
+    pools.set_user(session, pool_id, user_id, member=True)
+    return _membership(session, pool_id)
+
+
+@router.delete("/pools/{pool_id}/users/{user_id}", response_model=PoolPublic)
+def remove_pool_user(
+    pool_id: int, user_id: int, session: SessionDep, admin: AdminUser
+) -> PoolPublic:
+    pools.set_user(session, pool_id, user_id, member=False)
+    return _membership(session, pool_id)
+
+
+@router.put("/pools/{pool_id}/tokens/{token_id}", response_model=PoolPublic)
+def add_pool_token(
+    pool_id: int, token_id: int, session: SessionDep, admin: AdminUser
+) -> PoolPublic:
+    pools.set_token(session, pool_id, token_id, member=True)
+    return _membership(session, pool_id)
+
+
+@router.delete("/pools/{pool_id}/tokens/{token_id}", response_model=PoolPublic)
+def remove_pool_token(
+    pool_id: int, token_id: int, session: SessionDep, admin: AdminUser
+) -> PoolPublic:
+    pools.set_token(session, pool_id, token_id, member=False)
+    return _membership(session, pool_id)

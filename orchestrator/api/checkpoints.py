@@ -43,8 +43,8 @@ def upload_urls(
     token: CurrentWorkerToken,
 ) -> UploadPlan:
     """URLs for one checkpoint's files and its manifest (to be PUT last)."""
+    scope = _scope(session, token, data.lease_token)  # the lease check comes first
     issuer = checkpoint_urls.issuer_for(runtime)
-    scope = _scope(session, token, data.lease_token)
     return checkpoint_urls.upload_plan(
         issuer, scope, data, chunk_bytes=runtime.settings.checkpoint_chunk_bytes
     )
@@ -58,10 +58,8 @@ def download_urls(
     token: CurrentWorkerToken,
 ) -> DownloadPlan:
     """GET URLs for a complete checkpoint of this experiment or of one of its prerequisites."""
-    issuer = checkpoint_urls.issuer_for(runtime)
-    return checkpoint_urls.download_plan(
-        issuer, _scope(session, token, data.lease_token), key=data.key
-    )
+    scope = _scope(session, token, data.lease_token)
+    return checkpoint_urls.download_plan(checkpoint_urls.issuer_for(runtime), scope, key=data.key)
 
 
 @router.post("/checkpoint-list", response_model=Listing)
@@ -72,5 +70,6 @@ def list_checkpoints(
     token: CurrentWorkerToken,
 ) -> Listing:
     """The complete checkpoints of this lease's experiment, with their sizes."""
+    scope = _scope(session, token, data.lease_token)
     checkpoint_urls.issuer_for(runtime)  # 422 where workers are not handed URLs
-    return checkpoint_urls.listing(runtime.checkpoints, _scope(session, token, data.lease_token))
+    return checkpoint_urls.listing(runtime.checkpoints, scope)

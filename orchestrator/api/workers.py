@@ -40,10 +40,10 @@ LEASE_ERRORS = {**AUTHENTICATED, **error_responses(409)}
     response_model=Enrolled,
     responses=error_responses(401, 410),
 )
-def enroll(data: EnrollIn, session: SessionDep) -> Enrolled:
+def enroll(data: EnrollIn, session: SessionDep, runtime: RuntimeDep) -> Enrolled:
     """Exchange a single-use enrollment code for this session's worker token (no bearer: the
     code is the credential). The token is shown once."""
-    enrolled = enrollment.exchange(session, data.code)
+    enrolled = enrollment.exchange(session, data.code, launch_pool=runtime.settings.kaggle_pool)
     commit(session)
     return enrolled
 

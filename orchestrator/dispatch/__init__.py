@@ -1,6 +1,16 @@
-"""Experiment dispatch on Redis: ready sets per capability class, leases with fencing tokens."""
+"""Experiment dispatch on Redis: ready sets per (capability class, owner lane), leases with
+fencing tokens."""
 
 from orchestrator.dispatch.capability import Capability, Requirement, capability_class
-from orchestrator.dispatch.queue import Claimed, Dispatcher
+from orchestrator.dispatch.queue import Claimed, Dispatcher, Lane, ReadyQueue, lanes_served
 
-__all__ = ["Capability", "Claimed", "Dispatcher", "Requirement", "capability_class"]
+__all__ = [
+    "Capability",
+    "Claimed",
+    "Dispatcher",
+    "Lane",
+    "ReadyQueue",
+    "Requirement",
+    "capability_class",
+    "lanes_served",
+]

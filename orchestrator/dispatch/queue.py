@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
@@ -17,8 +18,10 @@ from redis import Redis
 from orchestrator.dispatch.capability import Capability, Requirement, capability_class
 
 PREFIX = "baton:"
+# One ready set per (capability class, lane): baton:ready:<class>:<owner id>[:own].
 READY = PREFIX + "ready:"
-CLASSES = PREFIX + "classes"
+# Ready-set name ("<class>:<lane>") -> the class's requirement JSON, for every set ever used.
+QUEUES = PREFIX + "queues"
 LEASES = PREFIX + "leases"
 LEASE = PREFIX + "lease:"
 FENCE = PREFIX + "fence"
@@ -49,6 +52,51 @@ def _ids(raw: Any) -> list[int]:
 
 
 @dataclass(frozen=True)
+class Lane:
+    """Whose work a ready set holds. A shared lane holds an owner's experiments that any worker
+    serving the owner may take (the owner's own, or one shared through a pool); a private lane
+    holds those naming secrets, which only the owner's own workers take."""
+
+    owner_id: int
+    private: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.owner_id}:own" if self.private else str(self.owner_id)
+
+
+@dataclass(frozen=True)
+class ReadyQueue:
+    class_name: str
+    lane: Lane
+
+    @property
+    def name(self) -> str:
+        return f"{self.class_name}:{self.lane}"
+
+    @property
+    def key(self) -> str:
+        return READY + self.name
+
+    @classmethod
+    def parse(cls, name: str) -> ReadyQueue:
+        # Class names never hold ':' (see capability_class).
+        class_name, owner, *own = name.split(":")
+        return cls(class_name, Lane(int(owner), private=own == ["own"]))
+
+    @classmethod
+    def of(cls, requirement: Requirement, lane: Lane) -> ReadyQueue:
+        return cls(capability_class(requirement), lane)
+
+
+def lanes_served(owner_id: int | None, shared_owner_ids: Iterable[int]) -> frozenset[Lane]:
+    """A worker token's lanes: all of its owner's work, the shareable work of pool users."""
+    lanes = {Lane(user_id) for user_id in shared_owner_ids}
+    if owner_id is not None:
+        lanes |= {Lane(owner_id), Lane(owner_id, private=True)}
+    return frozenset(lanes)
+
+
+@dataclass(frozen=True)
 class Claimed:
     experiment_id: int
     token: str
@@ -57,6 +105,7 @@ class Claimed:
 @dataclass(frozen=True)
 class Requeue:
     requirement: Requirement
+    lane: Lane
     priority: int
     queued_at_ms: int
 
@@ -70,34 +119,45 @@ class Dispatcher:
 
     # --- queueing -------------------------------------------------------------------------
 
-    def _ready_key(self, req: Requirement) -> str:
-        return READY + capability_class(req)
-
     def enqueue(
-        self, *, experiment_id: int, requirement: Requirement, priority: int, queued_at_ms: int
+        self,
+        *,
+        experiment_id: int,
+        requirement: Requirement,
+        lane: Lane,
+        priority: int,
+        queued_at_ms: int,
     ) -> None:
+        queue = ReadyQueue.of(requirement, lane)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(CLASSES, capability_class(requirement), requirement.to_json())
-        pipe.zadd(
-            self._ready_key(requirement), {str(experiment_id): ready_score(priority, queued_at_ms)}
-        )
+        pipe.hset(QUEUES, queue.name, requirement.to_json())
+        pipe.zadd(queue.key, {str(experiment_id): ready_score(priority, queued_at_ms)})
         pipe.publish(WAKEUP, str(experiment_id))
         pipe.execute()
 
-    def remove(self, *, experiment_id: int, requirement: Requirement) -> None:
-        self.remove_from_class(
-            experiment_id=experiment_id, class_name=capability_class(requirement)
-        )
+    def remove(self, *, experiment_id: int, requirement: Requirement, lane: Lane) -> None:
+        self.remove_from(experiment_id=experiment_id, queue=ReadyQueue.of(requirement, lane))
 
-    def remove_from_class(self, *, experiment_id: int, class_name: str) -> None:
-        self.redis.zrem(READY + class_name, str(experiment_id))
+    def remove_from(self, *, experiment_id: int, queue: ReadyQueue) -> None:
+        self.redis.zrem(queue.key, str(experiment_id))
 
-    def classes(self) -> dict[str, Requirement]:
-        raw: dict[bytes, bytes] = self.redis.hgetall(CLASSES)  # type: ignore[assignment]
-        return {name.decode(): Requirement.from_json(spec) for name, spec in raw.items()}
+    def queues(self) -> dict[ReadyQueue, Requirement]:
+        raw: dict[bytes, bytes] = self.redis.hgetall(QUEUES)  # type: ignore[assignment]
+        return {
+            ReadyQueue.parse(name.decode()): Requirement.from_json(spec)
+            for name, spec in raw.items()
+        }
 
-    def claim(self, *, capability: Capability, worker_id: int, lease_ms: int) -> Claimed | None:
-        keys = [READY + name for name, req in self.classes().items() if capability.satisfies(req)]
+    def claim(
+        self, *, capability: Capability, lanes: frozenset[Lane], worker_id: int, lease_ms: int
+    ) -> Claimed | None:
+        """The best head of every ready set this worker may take (its capability satisfies the
+        class, it serves the lane), popped and leased in one script."""
+        keys = [
+            queue.key
+            for queue, req in self.queues().items()
+            if queue.lane in lanes and capability.satisfies(req)
+        ]
         if not keys:
             return None
         reply = self._claim(
@@ -120,12 +180,11 @@ class Dispatcher:
 
     def end(self, *, experiment_id: int, token: str, requeue: Requeue | None = None) -> bool:
         member = str(experiment_id)
-        ready_key = self._ready_key(requeue.requirement) if requeue else READY + "unused"
+        queue = ReadyQueue.of(requeue.requirement, requeue.lane) if requeue else None
+        ready_key = queue.key if queue else READY + "unused"
         score = ready_score(requeue.priority, requeue.queued_at_ms) if requeue else ""
-        if requeue:
-            self.redis.hset(
-                CLASSES, capability_class(requeue.requirement), requeue.requirement.to_json()
-            )
+        if requeue and queue:
+            self.redis.hset(QUEUES, queue.name, requeue.requirement.to_json())
         ok = self._end(keys=[LEASES, LEASE + member, ready_key], args=[token, member, score])
         if requeue:
             self.redis.publish(WAKEUP, member)
@@ -143,19 +202,24 @@ class Dispatcher:
 
     # --- views for reconcile and metrics --------------------------------------------------
 
-    def ready_members(self) -> dict[int, str]:
-        """Experiment id -> capability class for everything in a ready set."""
-        members: dict[int, str] = {}
-        for name in self.classes():
-            for member in _ids(self.redis.zrange(READY + name, 0, -1)):
-                members[member] = name
+    def ready_members(self) -> dict[int, ReadyQueue]:
+        """Experiment id -> its ready set, for everything in one."""
+        members: dict[int, ReadyQueue] = {}
+        for queue in self.queues():
+            for member in _ids(self.redis.zrange(queue.key, 0, -1)):
+                members[member] = queue
         return members
 
     def leased_members(self) -> set[int]:
         return set(_ids(self.redis.zrange(LEASES, 0, -1)))
 
     def queue_depths(self) -> dict[str, int]:
-        return {name: self.redis.zcard(READY + name) for name in self.classes()}
+        """Ready experiments per capability class, every lane counted."""
+        depths: dict[str, int] = {}
+        for queue in self.queues():
+            depth = self.redis.zcard(queue.key)
+            depths[queue.class_name] = depths.get(queue.class_name, 0) + depth
+        return depths
 
     # --- control-plane presence -----------------------------------------------------------
 

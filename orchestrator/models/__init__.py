@@ -14,6 +14,8 @@ from orchestrator.models.instance import ControlPlane
 from orchestrator.models.launch import KaggleLaunch
 from orchestrator.models.logs import AttemptLog
 from orchestrator.models.metrics import MetricSample
+from orchestrator.models.pool import Pool, PoolToken, PoolUser
+from orchestrator.models.secret import UserSecret
 from orchestrator.models.usage import GpuUsage, PlatformQuota
 from orchestrator.models.user import RefreshToken, Role, User
 from orchestrator.models.worker import Worker, WorkerToken
@@ -33,9 +35,13 @@ __all__ = [
     "KaggleLaunch",
     "MetricSample",
     "PlatformQuota",
+    "Pool",
+    "PoolToken",
+    "PoolUser",
     "RefreshToken",
     "Role",
     "User",
+    "UserSecret",
     "Worker",
     "WorkerToken",
 ]

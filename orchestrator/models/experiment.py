@@ -10,6 +10,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
+from orchestrator.models.secret import MAX_SECRETS_PER_EXPERIMENT, secret_name_problem
 from orchestrator.models.types import RowIdValue, UTCDateTime, utcnow
 from orchestrator.models.worker import Platform
 
@@ -136,7 +137,22 @@ class CodeFields(SQLModel):
         return [line.strip() for line in value]
 
 
-class ExperimentCreate(ExperimentBase, CodeFields):
+class SecretFields(SQLModel):
+    """The names of the owner's secrets the job gets as environment variables. An experiment
+    naming any runs only on its owner's own workers, never on one shared through a pool."""
+
+    secrets: list[str] = Field(default_factory=list, max_length=MAX_SECRETS_PER_EXPERIMENT)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if problem := secret_name_problem(name):
+                raise ValueError(problem)
+        return sorted(set(value))
+
+
+class ExperimentCreate(ExperimentBase, CodeFields, SecretFields):
     config: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     tags: list[Tag] = Field(default_factory=list, max_length=20)
@@ -176,6 +192,10 @@ class Experiment(ExperimentBase, table=True):
     cancel_requested: bool = False
     code: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
     requirements: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    # Names only (see SecretFields); the values stay encrypted in user_secret.
+    secrets: list[str] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
     )
 
@@ -261,6 +281,7 @@ class ExperimentPublic(ExperimentBase):
     cancel_requested: bool
     code: dict[str, str] | None
     requirements: list[str]
+    secrets: list[str] = []
 
 
 class ExperimentDetail(ExperimentPublic):

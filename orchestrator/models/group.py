@@ -14,6 +14,7 @@ from orchestrator.models.experiment import (
     ExperimentBase,
     ExperimentPublic,
     Resources,
+    SecretFields,
     Tag,
 )
 from orchestrator.models.types import RowIdValue, UTCDateTime, utcnow
@@ -35,7 +36,7 @@ class ExperimentGroup(SQLModel, table=True):
 MemberKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class GroupMember(ExperimentBase, CodeFields):
+class GroupMember(ExperimentBase, CodeFields, SecretFields):
     """One experiment of a group; ``key`` names it for ``depends_on`` inside the group."""
 
     key: MemberKey

@@ -29,6 +29,9 @@ class WorkerToken(SQLModel, table=True):
     name: str = Field(max_length=100)
     token_hash: str = Field(max_length=64, unique=True, index=True)
     created_by_id: int | None = Field(default=None, foreign_key="user.id")
+    # The user whose work the token's workers take (and, through pools, whose else).
+    # Nullable only for tokens made before owners existed in an installation with no user.
+    owner_id: int | None = Field(default=None, foreign_key="user.id", index=True)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )
@@ -45,6 +48,7 @@ class WorkerTokenCreate(SQLModel):
 class WorkerTokenPublic(SQLModel):
     id: int
     name: str
+    owner_id: int | None
     created_at: datetime
     revoked_at: datetime | None
     expires_at: datetime | None = None

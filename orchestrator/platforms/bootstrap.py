@@ -21,8 +21,6 @@ from pydantic import BaseModel
 from orchestrator.services.enrollment import Issued
 
 TOKEN_SECRET = "BATON_WORKER_TOKEN"
-# Passed to jobs when present: W&B (worker/tracking.py), Hugging Face's token for gated models.
-OPTIONAL_SECRETS = ("WANDB_API_KEY", "HF_TOKEN")
 
 _FROM_STORE = """\
 for name in {names}:
@@ -126,13 +124,16 @@ class Bootstrap(BaseModel):
 
 
 def _secrets_code(target: Target, *, enrolling: bool) -> str:
+    """Reads the worker token, the only secret a notebook holds: keys its jobs need (W&B,
+    Hugging Face) are the user's Baton secrets (`baton secrets set`), named by experiments."""
+    if enrolling:
+        return ""
     if target.store_import is None:
-        return "" if enrolling else _FROM_PROMPT.format(token=TOKEN_SECRET)
-    names = OPTIONAL_SECRETS if enrolling else (TOKEN_SECRET, *OPTIONAL_SECRETS)
+        return _FROM_PROMPT.format(token=TOKEN_SECRET)
     return (
         target.store_import
         + "\n\n"
-        + _FROM_STORE.format(names=repr(tuple(names)), getter=target.getter)
+        + _FROM_STORE.format(names=repr((TOKEN_SECRET,)), getter=target.getter)
     )
 
 

@@ -26,14 +26,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from orchestrator.db import after_commit, session_scope
-from orchestrator.dispatch import Capability, Requirement
-from orchestrator.models import Experiment, ExperimentStatus, KaggleLaunch, PlatformQuota, Worker
+from orchestrator.dispatch import Capability, Lane, Requirement, lanes_served
+from orchestrator.models import (
+    Experiment,
+    ExperimentStatus,
+    KaggleLaunch,
+    PlatformQuota,
+    Pool,
+    PoolUser,
+    Worker,
+)
 from orchestrator.models.launch import LaunchStatus
 from orchestrator.models.types import utcnow
 from orchestrator.platforms import kaggle
 from orchestrator.platforms.kaggle import KaggleError, KaggleGateway, KernelState, Quota
 from orchestrator.runtime import Runtime
-from orchestrator.services import enrollment
+from orchestrator.services import accounts, enrollment, lifecycle
 from orchestrator.settings import Settings
 from orchestrator.urls import loopback_problem, public_url
 
@@ -176,8 +184,28 @@ def _notify_low(runtime: Runtime, account: str, quota: Quota) -> None:
     )
 
 
-def _matching_work(session: Session) -> list[int]:
-    """Queued experiments a Kaggle GPU worker could run; CPU-only work is not worth GPU quota."""
+def launch_lanes(session: Session, settings: Settings) -> frozenset[Lane]:
+    """Whose work a launched kernel takes: its token's owner's (the first admin) and, with
+    BATON_KAGGLE_POOL, that pool's users' work that names no secrets."""
+    owner = accounts.first_admin(session)
+    if owner is None:
+        return frozenset()  # nobody to own the token: a kernel would be refused
+    shared: list[int] = []
+    if settings.kaggle_pool:
+        shared = list(
+            session.exec(
+                select(PoolUser.user_id)
+                .join(Pool, col(Pool.id) == col(PoolUser.pool_id))
+                .where(Pool.name == settings.kaggle_pool)
+            ).all()
+        )
+    return lanes_served(owner.id, shared)
+
+
+def _matching_work(session: Session, settings: Settings) -> list[int]:
+    """Queued experiments a launched Kaggle GPU worker could run and would be allowed to take;
+    CPU-only work is not worth GPU quota."""
+    lanes = launch_lanes(session, settings)
     queued = session.exec(
         select(Experiment)
         .where(Experiment.status == ExperimentStatus.queued)
@@ -186,7 +214,12 @@ def _matching_work(session: Session) -> list[int]:
     matching = []
     for experiment in queued:
         requirement = Requirement.from_resources(experiment.resources)
-        if requirement.gpu and CAPABILITY.satisfies(requirement) and experiment.id is not None:
+        if (
+            requirement.gpu
+            and CAPABILITY.satisfies(requirement)
+            and lifecycle.lane_of(experiment) in lanes
+            and experiment.id is not None
+        ):
             matching.append(experiment.id)
     return matching
 
@@ -235,7 +268,7 @@ def maybe_launch(runtime: Runtime, gateway: KaggleGateway, quota: Quota | None) 
             return Tick("in-flight")
         if _worker_alive(session, settings):
             return Tick("worker-alive")
-        work = _matching_work(session)
+        work = _matching_work(session, settings)
         if not work:
             return Tick("no-work")
         if quota is None:

@@ -24,7 +24,7 @@ from orchestrator.errors import Forbidden, Invalid, NotFound
 from orchestrator.models import WorkerToken
 from orchestrator.runtime import Runtime
 from orchestrator.services import dependencies
-from orchestrator.services.leases import LeaseRequest, _current
+from orchestrator.services.leases import LeaseRequest, current_lease
 from orchestrator.settings import CONTROL_PLANE_STORE
 from orchestrator.urls import public_url
 from worker.checkpoints.base import (
@@ -104,7 +104,7 @@ class LeaseScope:
 
 def lease_scope(session: Session, *, token: WorkerToken, lease_token: str) -> LeaseScope:
     """What the open attempt holding ``lease_token`` may touch; 409 for any other token."""
-    experiment, attempt = _current(session, token=token, lease_token=lease_token)
+    experiment, attempt = current_lease(session, token=token, lease_token=lease_token)
     assert experiment.id is not None
     prerequisites = dependencies.prerequisites(session, experiment.id)
     return LeaseScope(

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from orchestrator.errors import Gone, NotAuthenticated
-from orchestrator.models import Enrollment, User, WorkerToken
+from orchestrator.models import Enrollment, Pool, PoolToken, User, WorkerToken
 from orchestrator.models.enrollment import Enrolled
 from orchestrator.models.types import utcnow
 from orchestrator.security import hash_worker_token
@@ -92,8 +92,9 @@ def issue_for_launch(
     )
 
 
-def exchange(session: Session, code: str) -> Enrolled:
-    """The code's worker token, once; 401 for a code never issued, 410 for a spent one."""
+def exchange(session: Session, code: str, *, launch_pool: str = "") -> Enrolled:
+    """The code's worker token, once; 401 for a code never issued, 410 for a spent one.
+    A launch's token joins the pool named ``launch_pool`` (BATON_KAGGLE_POOL) if it exists."""
     digest = _hash(code)
     # Locked: two agents presenting the same code at once get one token between them.
     row = session.exec(
@@ -110,8 +111,19 @@ def exchange(session: Session, code: str) -> Enrolled:
             + MAKE_ANOTHER
         )
     creator = session.get(User, row.created_by_id) if row.created_by_id is not None else None
-    token, secret = accounts.create_worker_token(session, name=row.token_name, created_by=creator)
+    # A cell's token belongs to whoever asked for the cell; a Kaggle launch's (no creator) to
+    # the first admin, who configured the rotation's Kaggle account.
+    owner = creator or accounts.first_admin(session)
+    if owner is None:
+        raise Gone("no admin is left to own this launch's worker token; " + MAKE_ANOTHER)
+    token, secret = accounts.create_worker_token(
+        session, name=row.token_name, owner=owner, created_by=creator
+    )
     token.expires_at = now + timedelta(seconds=row.session_seconds)
+    if row.launch_id is not None and launch_pool:
+        pool = session.exec(select(Pool).where(Pool.name == launch_pool)).first()
+        if pool is not None and pool.id is not None and token.id is not None:
+            session.add(PoolToken(pool_id=pool.id, token_id=token.id))
     row.used_at = now
     row.worker_token_id = token.id
     session.add_all([token, row])

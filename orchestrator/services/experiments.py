@@ -18,7 +18,7 @@ from orchestrator.models.experiment import (
     ExperimentPublic,
 )
 from orchestrator.runtime import Runtime
-from orchestrator.services import dependencies, lifecycle
+from orchestrator.services import dependencies, lifecycle, user_secrets
 
 
 def create(
@@ -41,6 +41,7 @@ def create(
     prerequisites = dependencies.load_prerequisites(
         session, user=owner, ids=data.depends_on, field=f"{field}depends_on"
     )
+    user_secrets.check_named(session, user=owner, names=data.secrets, field=field)
     assert owner.id is not None
     experiment = Experiment(
         name=data.name,
@@ -54,6 +55,7 @@ def create(
         resources=data.resources.model_dump(mode="json"),
         code=code,
         requirements=data.requirements,
+        secrets=data.secrets,
     )
     session.add(experiment)
     session.flush()

@@ -67,6 +67,7 @@ def create(
             depends_on=[d for d in depends_on if d is not None],
             code=member.code,
             requirements=member.requirements,
+            secrets=member.secrets,
         )
         by_key[key] = experiments.create(
             session,

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from orchestrator.bundles import BundleStore
 from orchestrator.db import after_commit, session_scope
-from orchestrator.dispatch import Capability
+from orchestrator.dispatch import Capability, Lane, lanes_served
 from orchestrator.dispatch.queue import now_ms
 from orchestrator.errors import Forbidden, Invalid, NotFound, StaleLease
 from orchestrator.kinds import get_kind
@@ -32,7 +32,15 @@ from orchestrator.models.types import utcnow
 from orchestrator.models.worker import WorkerRegister
 from orchestrator.platforms import wheel
 from orchestrator.runtime import Runtime
-from orchestrator.services import dependencies, lifecycle, metric_history, retention, usage
+from orchestrator.services import (
+    dependencies,
+    lifecycle,
+    metric_history,
+    pools,
+    retention,
+    usage,
+    user_secrets,
+)
 from orchestrator.urls import public_url
 from worker.checkpoints.base import CheckpointRef
 
@@ -125,6 +133,9 @@ class Grant(BaseModel):
     requirements: list[str] = Field(default_factory=list)
     # The wheel providing the entrypoint module, for a worker that cannot import it.
     package_wheel: str | None = None
+    # The secrets the experiment names, name -> value: only ever in a grant to one of the
+    # experiment owner's own workers (work naming secrets is never shared through a pool).
+    secrets: dict[str, str] = Field(default_factory=dict)
 
 
 def register_worker(session: Session, *, token: WorkerToken, data: WorkerRegister) -> Worker:
@@ -156,6 +167,8 @@ def capability_of(worker: Worker) -> Capability:
 class _Identity:
     worker_id: int
     capability: Capability
+    # Whose work this worker takes (see orchestrator.dispatch.queue.Lane).
+    lanes: frozenset[Lane]
 
 
 def claim_once(runtime: Runtime, *, token: WorkerToken, worker_id: int) -> Grant | None:
@@ -167,7 +180,9 @@ def claim_once(runtime: Runtime, *, token: WorkerToken, worker_id: int) -> Grant
         if now - worker.last_seen_at > SEEN_TOUCH_INTERVAL:
             worker.last_seen_at = now
             session.add(worker)
-        me = _Identity(worker_id=worker_id, capability=capability_of(worker))
+        assert token.id is not None
+        lanes = lanes_served(token.owner_id, pools.shared_owner_ids(session, token_id=token.id))
+        me = _Identity(worker_id=worker_id, capability=capability_of(worker), lanes=lanes)
         draining = worker.draining
     if draining:  # finishes what it runs, takes nothing new: the claim waits, then 204
         return None
@@ -175,7 +190,7 @@ def claim_once(runtime: Runtime, *, token: WorkerToken, worker_id: int) -> Grant
     # A ready entry can be stale (canceled meanwhile, or re-added by reconcile): skip those.
     for _ in range(100):
         claimed = runtime.dispatcher.claim(
-            capability=me.capability, worker_id=me.worker_id, lease_ms=lease_ms
+            capability=me.capability, lanes=me.lanes, worker_id=me.worker_id, lease_ms=lease_ms
         )
         if claimed is None:
             return None
@@ -190,6 +205,9 @@ def claim_once(runtime: Runtime, *, token: WorkerToken, worker_id: int) -> Grant
         if grant is not None:
             return grant
         runtime.dispatcher.end(experiment_id=claimed.experiment_id, token=claimed.token)
+        # Still queued means it sat in a ready set this worker must not take from: put it
+        # back where it belongs.
+        _requeue_if_queued(runtime, claimed.experiment_id)
     return None
 
 
@@ -209,6 +227,15 @@ def _bind(
     if experiment is None or experiment.status != ExperimentStatus.queued:
         return None
     if lifecycle.open_attempt(session, experiment_id) is not None:
+        return None
+    if lifecycle.lane_of(experiment) not in me.lanes:
+        return None  # another user's work, or work naming secrets, on a shared worker: never
+    try:
+        secrets = user_secrets.values_for(
+            session, runtime.settings, owner_id=experiment.owner_id, names=experiment.secrets
+        )
+    except user_secrets.SecretUnavailable as exc:
+        lifecycle.refuse(session, runtime, experiment, reason=f"cannot start: {exc}")
         return None
     worker = session.get(Worker, me.worker_id)
     assert worker is not None
@@ -257,6 +284,7 @@ def _bind(
         checkpoint_url=settings.worker_checkpoint_url,
         heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,
+        secrets=secrets,
     )
 
 
@@ -289,13 +317,18 @@ def _resume_point(experiment: Experiment) -> ResumePoint | None:
     return ResumePoint(key=experiment.checkpoint_key, step=experiment.checkpoint_step)
 
 
-def _current(
+def current_lease(
     session: Session, *, token: WorkerToken, lease_token: str
 ) -> tuple[Experiment, Attempt]:
-    """The open attempt holding ``lease_token``, locked; 409 if the token is not current."""
+    """The open attempt holding ``lease_token``, its experiment locked: the check before every
+    lease operation. 409 if the lease token is not current; 403 if the lease belongs to a
+    worker of another worker token (a token can act only on its own workers' leases)."""
     attempt = session.exec(select(Attempt).where(Attempt.lease_token == lease_token)).one_or_none()
     if attempt is None:
         raise StaleLease("unknown lease token")
+    worker = session.get(Worker, attempt.worker_id) if attempt.worker_id is not None else None
+    if worker is None or worker.token_id != token.id:
+        raise Forbidden("this lease belongs to a worker of another worker token")
     experiment = lifecycle.lock_experiment(session, attempt.experiment_id)
     session.refresh(attempt)
     if attempt.ended_at is not None:
@@ -304,9 +337,6 @@ def _current(
             f"already ended ({attempt.outcome})",
             outcome=attempt.outcome,
         )
-    worker = session.get(Worker, attempt.worker_id) if attempt.worker_id is not None else None
-    if worker is None or worker.token_id != token.id:
-        raise Forbidden("this lease belongs to a worker of another worker token")
     worker.last_seen_at = utcnow()
     session.add(worker)
     return experiment, attempt
@@ -359,7 +389,7 @@ def _check_own_checkpoint(
 def heartbeat(
     session: Session, runtime: Runtime, *, token: WorkerToken, data: HeartbeatIn
 ) -> HeartbeatOut:
-    experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
+    experiment, attempt = current_lease(session, token=token, lease_token=data.lease_token)
     _apply_report(session, runtime, experiment, attempt, data)
     session.add_all([experiment, attempt])
     metric_history.record(session, attempt, step=data.progress_step, values=data.metrics)
@@ -383,7 +413,7 @@ def complete(
     session: Session, runtime: Runtime, *, token: WorkerToken, data: CompleteIn
 ) -> Experiment:
     """Exactly once: only the open attempt's token can complete, and completing closes it."""
-    experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
+    experiment, attempt = current_lease(session, token=token, lease_token=data.lease_token)
     _apply_report(session, runtime, experiment, attempt, data)
     if experiment.status == ExperimentStatus.running:
         experiment.result = data.result
@@ -399,7 +429,7 @@ def complete(
 
 
 def fail(session: Session, runtime: Runtime, *, token: WorkerToken, data: FailIn) -> Experiment:
-    experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
+    experiment, attempt = current_lease(session, token=token, lease_token=data.lease_token)
     _apply_report(session, runtime, experiment, attempt, data)
     lifecycle.end_attempt(
         session,
@@ -418,7 +448,7 @@ def release(
     session: Session, runtime: Runtime, *, token: WorkerToken, data: ReleaseIn
 ) -> Experiment:
     """Give the lease back without an error: preempted work is requeued and resumes."""
-    experiment, attempt = _current(session, token=token, lease_token=data.lease_token)
+    experiment, attempt = current_lease(session, token=token, lease_token=data.lease_token)
     _apply_report(session, runtime, experiment, attempt, data)
     outcome = AttemptOutcome.canceled if experiment.cancel_requested else AttemptOutcome.preempted
     lifecycle.end_attempt(

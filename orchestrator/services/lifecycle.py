@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from orchestrator import metrics
 from orchestrator.db import after_commit
-from orchestrator.dispatch import Requirement
+from orchestrator.dispatch import Lane, Requirement
 from orchestrator.dispatch.queue import Requeue
 from orchestrator.errors import NotFound
 from orchestrator.models import Attempt, AttemptOutcome, Experiment, ExperimentStatus
@@ -39,9 +39,15 @@ def requirement_of(experiment: Experiment) -> Requirement:
     return Requirement.from_resources(experiment.resources)
 
 
+def lane_of(experiment: Experiment) -> Lane:
+    """Work naming secrets goes to a private lane: only its owner's own workers take it."""
+    return Lane(experiment.owner_id, private=bool(experiment.secrets))
+
+
 def _requeue_spec(experiment: Experiment) -> Requeue:
     return Requeue(
         requirement=requirement_of(experiment),
+        lane=lane_of(experiment),
         priority=experiment.priority,
         queued_at_ms=int(experiment.queued_at.timestamp() * 1000),
     )
@@ -55,6 +61,7 @@ def make_ready(runtime: Runtime, experiment: Experiment) -> Callable[[], None]:
         runtime.dispatcher.enqueue,
         experiment_id=experiment.id,
         requirement=spec.requirement,
+        lane=spec.lane,
         priority=spec.priority,
         queued_at_ms=spec.queued_at_ms,
     )
@@ -129,14 +136,23 @@ def cancel(session: Session, runtime: Runtime, experiment: Experiment, *, reason
     experiment.cancel_requested = True
     experiment.error = reason
     if was_queued:
-        requirement = requirement_of(experiment)
+        requirement, lane = requirement_of(experiment), lane_of(experiment)
         experiment_id = experiment.id
         assert experiment_id is not None
         after_commit(
             session,
-            lambda: runtime.dispatcher.remove(experiment_id=experiment_id, requirement=requirement),
+            lambda: runtime.dispatcher.remove(
+                experiment_id=experiment_id, requirement=requirement, lane=lane
+            ),
         )
     _finish(session, runtime, experiment, ExperimentStatus.canceled)
+
+
+def refuse(session: Session, runtime: Runtime, experiment: Experiment, *, reason: str) -> None:
+    """A queued experiment that cannot start at all (a secret it names is gone): failed,
+    with the reason, without an attempt."""
+    experiment.error = reason
+    _finish(session, runtime, experiment, ExperimentStatus.failed)
 
 
 def notify(runtime: Runtime, *, experiment_id: int | None) -> None:

@@ -18,7 +18,7 @@ from orchestrator.errors import NotFound
 from orchestrator.models import Attempt, AttemptLog, ExperimentStatus, User, WorkerToken
 from orchestrator.models.types import utcnow
 from orchestrator.services.experiments import get_visible
-from orchestrator.services.leases import LeaseRequest, _current
+from orchestrator.services.leases import LeaseRequest, current_lease
 
 # One chunk per request; the worker ships 64 KiB at most.
 MAX_CHUNK_CHARS = 1024 * 1024
@@ -100,7 +100,7 @@ class Tail:
 
 def append(session: Session, *, token: WorkerToken, data: LogChunkIn, cap: int) -> int:
     """Store a chunk from the open attempt's worker; returns the offset it should send next."""
-    _, attempt = _current(session, token=token, lease_token=data.lease_token)
+    _, attempt = current_lease(session, token=token, lease_token=data.lease_token)
     assert attempt.id is not None
     row = session.get(AttemptLog, attempt.id) or AttemptLog(attempt_id=attempt.id)
     tail = Tail(text=row.tail, end=row.total_bytes)

@@ -138,11 +138,11 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
                     )
                 ).all()
             )
-        for experiment_id, class_name in ready.items():
+        for experiment_id, ready_queue in ready.items():
             if experiment_id in queued_ids:
                 continue
             if statuses.get(experiment_id) != ExperimentStatus.queued:
-                dispatcher.remove_from_class(experiment_id=experiment_id, class_name=class_name)
+                dispatcher.remove_from(experiment_id=experiment_id, queue=ready_queue)
                 report.stale_removed += 1
     if report != ReconcileReport():
         log.info("reconcile: %s", report)

@@ -7,12 +7,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from orchestrator.web import live, pages
+from orchestrator.web import account, live, pages
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 
 def install(app: FastAPI) -> None:
     app.include_router(pages.router)
+    app.include_router(account.router)
     app.include_router(live.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="web-static")

@@ -167,7 +167,14 @@ class ControlPlane:
     settings: Settings
     client: TestClient
     runtime: Runtime
-    worker_token: str
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def worker_token(self, owner: str) -> str:
+        """The worker token of ``owner`` (an email; made on first use): workers take only
+        their token owner's work."""
+        if owner not in self.tokens:
+            self.tokens[owner] = create_worker_token(self.settings, owner=owner)
+        return self.tokens[owner]
 
 
 @pytest.fixture
@@ -185,6 +192,6 @@ def control_plane(
             )
             client = stack.enter_context(TestClient(create_app(settings)))
             runtime = stack.enter_context(task_runtime(settings, monkeypatch))
-            return ControlPlane(settings, client, runtime, create_worker_token(settings))
+            return ControlPlane(settings, client, runtime)
 
         yield make

@@ -30,16 +30,22 @@ def _user(cp: ControlPlane, email: str, **fields: Any) -> dict[str, str]:
 def _run(cp: ControlPlane, user: dict[str, str], name: str, *endings: str, **fields: Any) -> int:
     """Submit an experiment and play each attempt's ending as a worker on Kaggle would."""
     experiment_id = submit(cp.client, user, name, max_attempts=len(endings), **fields)
-    worker = register(cp.client, cp.worker_token, name="kaggle-t4", platform="kaggle")
+    token = _token(cp, user)
+    worker = register(cp.client, token, name="kaggle-t4", platform="kaggle")
     for ending in endings:
-        grant = claim(cp.client, cp.worker_token, worker)
+        grant = claim(cp.client, token, worker)
         assert grant is not None and grant["experiment_id"] == experiment_id
-        finish(cp.client, cp.worker_token, "heartbeat", grant, progress_step=40, metrics=METRICS)
+        finish(cp.client, token, "heartbeat", grant, progress_step=40, metrics=METRICS)
         if ending == "complete":
-            finish(cp.client, cp.worker_token, "complete", grant, result={"score": 0.75})
+            finish(cp.client, token, "complete", grant, result={"score": 0.75})
         else:
-            finish(cp.client, cp.worker_token, "fail", grant, exit_code=3, reason="exit code 3")
+            finish(cp.client, token, "fail", grant, exit_code=3, reason="exit code 3")
     return experiment_id
+
+
+def _token(cp: ControlPlane, user: dict[str, str]) -> str:
+    """The worker token of the logged-in ``user``: their workers take their work."""
+    return cp.worker_token(cp.client.get("/auth/me", headers=user).json()["email"])
 
 
 def _experiment(cp: ControlPlane, user: dict[str, str], experiment_id: int) -> dict[str, Any]:
@@ -91,8 +97,8 @@ def test_failure_and_lost_emails_over_implicit_tls(
     failed = _run(cp, user, "broken-run", "fail", "fail")
     # A session that dies: the lease expires, the reaper marks the attempt lost.
     lost = submit(cp.client, user, "vanishing-run", max_attempts=1)
-    worker = register(cp.client, cp.worker_token, name="colab-1", platform="colab")
-    assert claim(cp.client, cp.worker_token, worker) is not None
+    worker = register(cp.client, _token(cp, user), name="colab-1", platform="colab")
+    assert claim(cp.client, _token(cp, user), worker) is not None
     wait_until(lambda: maintenance.reap(cp.runtime) == 1, timeout=15, interval=0.5, what="reap")
 
     run_jobs(cp.runtime)

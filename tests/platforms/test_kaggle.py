@@ -23,6 +23,7 @@ from orchestrator.models import Enrollment, KaggleLaunch, PlatformQuota
 from orchestrator.models.types import utcnow
 from orchestrator.platforms import rotation
 from orchestrator.runtime import Runtime
+from orchestrator.services import enrollment
 from orchestrator.settings import Settings
 from tests.e2e.conftest import Baton
 from tests.platforms import standins
@@ -31,7 +32,7 @@ from tests.support.api import create_user, create_worker_token, login
 from tests.support.enrollment import code_in, exchange
 from tests.support.experiments import submit
 from tests.support.rq import run_jobs, task_runtime
-from tests.support.workers import bearer, register
+from tests.support.workers import bearer, claim, register
 
 GPU = {"resources": {"gpu": True}}
 SLUG = "alice/baton-worker"
@@ -72,7 +73,8 @@ def runtime(kaggle_settings: Settings, client: TestClient) -> Iterator[Runtime]:
 
 @pytest.fixture
 def user(client: TestClient, settings: Settings) -> dict[str, str]:
-    create_user(settings, "u@example.com")
+    # Launched kernels' tokens belong to the first admin: they take the admin's work.
+    create_user(settings, "u@example.com", admin=True)
     return login(client, "u@example.com")
 
 
@@ -401,3 +403,46 @@ def test_a_launched_kernel_enrolls_and_works_with_no_secret_attached(
         check=False,
     )
     assert again.returncode == 2 and "already used" in again.stderr, again.stderr[-3000:]
+
+
+def test_launched_kernels_take_a_pools_work_only_when_configured(
+    kaggle_settings: Settings,
+    client: TestClient,
+    settings: Settings,
+    kaggle_api: tuple[standins.Kaggle, str],
+) -> None:
+    api, _ = kaggle_api
+    create_user(settings, "admin@example.com", admin=True)
+    admin = login(client, "admin@example.com")
+    bob_id = create_user(settings, "bob@example.com")
+    bob = login(client, "bob@example.com")
+    bobs = submit(client, bob, "bob's training", **GPU)
+    client.put("/api/v1/secrets/HF_TOKEN", json={"value": "bob-hf"}, headers=bob)
+    submit(client, bob, "bob's private training", secrets=["HF_TOKEN"], **GPU)
+    plain = Runtime.from_settings(kaggle_settings)
+    try:
+        assert rotation.tick(plain).decision == "no-work", "Bob's work is not the admin's"
+    finally:
+        plain.close()
+
+    pool = client.post("/api/v1/pools", json={"name": "lab"}, headers=admin).json()
+    client.put(f"/api/v1/pools/{pool['id']}/users/{bob_id}", headers=admin)
+    pooled = Runtime.from_settings(kaggle_settings.model_copy(update={"kaggle_pool": "lab"}))
+    try:
+        tick = rotation.tick(pooled)
+        assert tick.decision == "launched"
+        (row,) = launches(pooled)
+        assert row.experiment_ids == [bobs], "only the work naming no secrets"
+        with Session(pooled.engine) as session:
+            enrolled = enrollment.exchange(
+                session, code_in(api.pushes[0]["text"]), launch_pool="lab"
+            )
+            session.commit()
+    finally:
+        pooled.close()
+    members = client.get(f"/api/v1/pools/{pool['id']}", headers=admin).json()
+    assert len(members["token_ids"]) == 1, "the launched kernel's token joined the pool"
+    worker = register(client, enrolled.token, platform="kaggle", gpu_count=1, gpu_memory_mb=16384)
+    grant = claim(client, enrolled.token, worker)
+    assert grant is not None and grant["experiment_id"] == bobs
+    assert claim(client, enrolled.token, worker) is None

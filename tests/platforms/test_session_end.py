@@ -114,11 +114,17 @@ def test_spot_notice_checkpoints_and_releases_within_ten_seconds(
 
 
 def test_resumed_attempt_continues_the_same_wandb_run(baton_factory: Callable[..., Baton]) -> None:
-    baton = baton_factory(WANDB_API_KEY="wandb-test-key")
+    # The agents' own W&B key never reaches a job: the job names the user's secret instead.
+    baton = baton_factory(WANDB_API_KEY="an-agent-key-no-job-sees")
+    stored = baton.http.put("/api/v1/secrets/WANDB_API_KEY", json={"value": "wandb-test-key"})
+    assert stored.status_code == 200, stored.text
     # exec: the job itself must get the SIGTERM and checkpoint, not a shell around it.
     command = f"exec {sys.executable} -m tests.platforms.wandb_job"
     experiment_id = baton.submit(
-        name="wandb", kind="command", config={"command": command, "workdir": str(REPO)}
+        name="wandb",
+        kind="command",
+        config={"command": command, "workdir": str(REPO)},
+        secrets=["WANDB_API_KEY"],
     )
     worker_a = baton.start_worker("worker-a")
     wait_until(
@@ -133,4 +139,4 @@ def test_resumed_attempt_continues_the_same_wandb_run(baton_factory: Callable[..
     assert body["status"] == "succeeded", body
     assert [a["outcome"] for a in body["attempts"]] == ["preempted", "succeeded"]
     run = f"baton-{experiment_id}"
-    assert body["result"] == {"runs": [[run, "allow"], [run, "allow"]], "key_seen": True}
+    assert body["result"] == {"runs": [[run, "allow"], [run, "allow"]], "key": "wandb-test-key"}

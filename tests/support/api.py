@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from orchestrator.db import commit, make_engine
 from orchestrator.migrate import upgrade
-from orchestrator.models import Role
+from orchestrator.models import Role, User
 from orchestrator.models.user import UserCreate
 from orchestrator.services import accounts
 from orchestrator.settings import Settings
@@ -55,11 +55,24 @@ def create_user(
     return user_id
 
 
-def create_worker_token(settings: Settings, name: str = "test-worker") -> str:
+def create_worker_token(
+    settings: Settings, name: str = "test-worker", *, owner: str | None = None
+) -> str:
+    """A worker token owned by the user ``owner`` (an email); by default the first admin, else
+    the first user, as the tests that make one user and one worker expect."""
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     with Session(engine) as session:
-        _, secret = accounts.create_worker_token(session, name=name, created_by=None)
+        user: User | None
+        if owner is not None:
+            user = session.exec(select(User).where(User.email == owner)).one()
+        else:
+            user = (
+                accounts.first_admin(session)
+                or session.exec(select(User).order_by(col(User.id))).first()
+            )
+        assert user is not None, "create the token's owner first"
+        _, secret = accounts.create_worker_token(session, name=name, owner=user)
         commit(session)
     engine.dispose()
     return secret

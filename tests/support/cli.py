@@ -37,9 +37,21 @@ class Cli:
     def credentials(self) -> Path:
         return self.config_dir / "credentials.json"
 
-    def __call__(self, *args: str, timeout: float = 120, input: str | None = None) -> Result:
-        """Runs with ``input`` on stdin (a pipe, never a terminal), else with stdin closed."""
-        env = {**os.environ, "BATON_CONFIG_DIR": str(self.config_dir), "COLUMNS": "200"}
+    def __call__(
+        self,
+        *args: str,
+        timeout: float = 120,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Result:
+        """Runs with ``input`` on stdin (a pipe, never a terminal), else with stdin closed;
+        ``env`` adds variables (a server's settings, for its server-side commands)."""
+        env = {
+            **os.environ,
+            **(env or {}),
+            "BATON_CONFIG_DIR": str(self.config_dir),
+            "COLUMNS": "200",
+        }
         env.pop("BATON_URL", None)
         # The repository root first: baton_client is importable before it is installed.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))

@@ -143,7 +143,7 @@ class ControlPlane:
         self.cli("users", "create", "--email", ADMIN[0], "--password", ADMIN[1], "--admin")
 
     def worker_token(self, name: str) -> str:
-        return self.cli("tokens", "create", "--name", name).strip().splitlines()[-1]
+        return self.cli("tokens", "create", "--local", "--name", name).strip().splitlines()[-1]
 
     def client(self) -> httpx.Client:
         """An admin's HTTP session from the test (the root namespace, over its own link)."""

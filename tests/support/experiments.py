@@ -41,13 +41,13 @@ def ready_members(settings: Settings) -> dict[int, str]:
     """Experiment id -> capability class, for everything in a Redis ready set."""
     redis = Redis.from_url(settings.redis_url)
     try:
-        return Dispatcher(redis).ready_members()
+        return {i: q.class_name for i, q in Dispatcher(redis).ready_members().items()}
     finally:
         redis.close()
 
 
 def ready_keys(settings: Settings) -> list[bytes]:
-    """Every ready-set key, also those of classes missing from ``baton:classes``."""
+    """Every ready-set key, also those missing from ``baton:queues``."""
     redis = Redis.from_url(settings.redis_url)
     try:
         return list(redis.scan_iter(match="baton:ready:*"))

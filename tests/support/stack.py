@@ -158,12 +158,16 @@ class Stack:
         *extra: str,
         env: dict[str, str] | None = None,
         via: Sequence[str] = (),
+        token_in_env: bool = False,
     ) -> Proc:
-        """A `baton-worker`; ``via`` runs it through a wrapper (e.g. into a network namespace).
-        Unless the test names a platform or an EC2 metadata stand-in it is ``--platform
-        local``: no test may send a packet to the real metadata address."""
+        """A `baton-worker`; ``via`` runs it through a wrapper (e.g. into a network namespace);
+        ``token_in_env`` hands it the token as BATON_WORKER_TOKEN (as notebooks do) instead of
+        on its command line. Unless the test names a platform or an EC2 metadata stand-in it is
+        ``--platform local``: no test may send a packet to the real metadata address."""
         if "--platform" not in extra and "--imds-url" not in extra:
             extra = ("--platform", "local", *extra)
+        if token_in_env:
+            env = {**(env or self.env), "BATON_WORKER_TOKEN": token}
         return self._spawn(
             name,
             [
@@ -173,8 +177,7 @@ class Stack:
                 "worker",
                 "--api",
                 self.url,
-                "--token",
-                token,
+                *([] if token_in_env else ["--token", token]),
                 "--name",
                 name,
                 "--work-dir",

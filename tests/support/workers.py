@@ -38,3 +38,18 @@ def finish(client: TestClient, token: str, verb: str, grant: dict[str, Any], **b
     )
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def forged_lease_calls(experiment_id: int) -> list[tuple[str, dict[str, Any]]]:
+    """Every lease operation (`/api/v1/leases/<verb>`, body without the lease token), as a
+    worker that does not hold the lease would try them."""
+    return [
+        ("heartbeat", {"progress_step": 99, "metrics": {"forged": 1.0}}),
+        ("complete", {"result": {"forged": True}}),
+        ("fail", {"reason": "forged"}),
+        ("release", {"reason": "preempted"}),
+        ("logs", {"offset": 0, "data": "forged output"}),
+        ("checkpoint-urls", {"step": 1, "files": [{"path": "a", "size": 1}]}),
+        ("checkpoint-list", {}),
+        ("checkpoint-download", {"key": f"{experiment_id}/1-1"}),
+    ]

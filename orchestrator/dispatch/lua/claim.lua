@@ -1,4 +1,5 @@
--- Atomically take the best ready experiment across the worker's capability classes.
+-- Atomically take the best ready experiment across the ready sets a worker may take from
+-- (classes its capability satisfies x lanes it serves: its owner's, its pools' users').
 -- KEYS[1] lease zset, KEYS[2] fence counter, KEYS[3..] ready zsets
 -- ARGV[1] now (ms), ARGV[2] lease length (ms), ARGV[3] worker id, ARGV[4] random token part,
 -- ARGV[5] lease hash key prefix
