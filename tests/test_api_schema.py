@@ -75,7 +75,8 @@ def api(redis_url: str, tmp_path: Path) -> Iterator[Api]:
     try:
         with httpx.Client(base_url=stack.url, timeout=30) as http:
             user, admin = _login(http, USER), _login(http, ADMIN)
-            made = http.post("/api/v1/worker-tokens", json={"name": "fuzz"}, headers=admin)
+            # The user's own token: a worker takes only its owner's work.
+            made = http.post("/api/v1/worker-tokens", json={"name": "fuzz"}, headers=user)
             assert made.status_code == 201, made.text
             worker = {"Authorization": f"Bearer {made.json()['token']}"}
             for name in ("first", "second"):

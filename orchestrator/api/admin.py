@@ -10,7 +10,7 @@ from orchestrator.models.pool import PoolCreate, PoolPublic
 from orchestrator.models.user import UserCreate, UserPublic
 from orchestrator.services import accounts, pools
 
-from .deps import AdminUser, SessionDep
+from .deps import AdminUser, RowId, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=AUTHENTICATED)
 
@@ -35,7 +35,12 @@ def list_users(session: SessionDep, admin: AdminUser) -> list[UserPublic]:
 # --- pools: which users' work a worker token takes besides its owner's ----------------------
 
 
-@router.post("/pools", response_model=PoolPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/pools",
+    response_model=PoolPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
+)
 def create_pool(data: PoolCreate, session: SessionDep, admin: AdminUser) -> PoolPublic:
     pool = pools.create(session, name=data.name)
     commit(session)
@@ -47,48 +52,60 @@ def list_pools(session: SessionDep, admin: AdminUser) -> list[PoolPublic]:
     return [pools.public(session, pool) for pool in pools.all_pools(session)]
 
 
-@router.get("/pools/{pool_id}", response_model=PoolPublic)
-def get_pool(pool_id: int, session: SessionDep, admin: AdminUser) -> PoolPublic:
+@router.get("/pools/{pool_id}", response_model=PoolPublic, responses=error_responses(404))
+def get_pool(pool_id: RowId, session: SessionDep, admin: AdminUser) -> PoolPublic:
     return pools.public(session, pools.get(session, pool_id))
 
 
-@router.delete("/pools/{pool_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_pool(pool_id: int, session: SessionDep, admin: AdminUser) -> Response:
+@router.delete(
+    "/pools/{pool_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+)
+def delete_pool(pool_id: RowId, session: SessionDep, admin: AdminUser) -> Response:
     pools.delete(session, pool_id)
     commit(session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _membership(session: SessionDep, pool_id: int) -> PoolPublic:
+def _membership(session: SessionDep, pool_id: RowId) -> PoolPublic:
     commit(session)
     return pools.public(session, pools.get(session, pool_id))
 
 
-@router.put("/pools/{pool_id}/users/{user_id}", response_model=PoolPublic)
-def add_pool_user(pool_id: int, user_id: int, session: SessionDep, admin: AdminUser) -> PoolPublic:
+@router.put(
+    "/pools/{pool_id}/users/{user_id}", response_model=PoolPublic, responses=error_responses(404)
+)
+def add_pool_user(
+    pool_id: RowId, user_id: RowId, session: SessionDep, admin: AdminUser
+) -> PoolPublic:
     pools.set_user(session, pool_id, user_id, member=True)
     return _membership(session, pool_id)
 
 
-@router.delete("/pools/{pool_id}/users/{user_id}", response_model=PoolPublic)
+@router.delete(
+    "/pools/{pool_id}/users/{user_id}", response_model=PoolPublic, responses=error_responses(404)
+)
 def remove_pool_user(
-    pool_id: int, user_id: int, session: SessionDep, admin: AdminUser
+    pool_id: RowId, user_id: RowId, session: SessionDep, admin: AdminUser
 ) -> PoolPublic:
     pools.set_user(session, pool_id, user_id, member=False)
     return _membership(session, pool_id)
 
 
-@router.put("/pools/{pool_id}/tokens/{token_id}", response_model=PoolPublic)
+@router.put(
+    "/pools/{pool_id}/tokens/{token_id}", response_model=PoolPublic, responses=error_responses(404)
+)
 def add_pool_token(
-    pool_id: int, token_id: int, session: SessionDep, admin: AdminUser
+    pool_id: RowId, token_id: RowId, session: SessionDep, admin: AdminUser
 ) -> PoolPublic:
     pools.set_token(session, pool_id, token_id, member=True)
     return _membership(session, pool_id)
 
 
-@router.delete("/pools/{pool_id}/tokens/{token_id}", response_model=PoolPublic)
+@router.delete(
+    "/pools/{pool_id}/tokens/{token_id}", response_model=PoolPublic, responses=error_responses(404)
+)
 def remove_pool_token(
-    pool_id: int, token_id: int, session: SessionDep, admin: AdminUser
+    pool_id: RowId, token_id: RowId, session: SessionDep, admin: AdminUser
 ) -> PoolPublic:
     pools.set_token(session, pool_id, token_id, member=False)
     return _membership(session, pool_id)

@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 
 from orchestrator.db import commit
+from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models.secret import SECRET_NAME, SecretIn, SecretPublic
 from orchestrator.services import user_secrets
 
 from .deps import CurrentUser, RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/api/v1/secrets", tags=["secrets"])
+router = APIRouter(prefix="/api/v1/secrets", tags=["secrets"], responses=AUTHENTICATED)
 
 SecretName = Annotated[str, Path(max_length=64, pattern=SECRET_NAME.pattern)]
 
@@ -35,7 +36,9 @@ def list_secrets(session: SessionDep, user: CurrentUser) -> list[SecretPublic]:
     return [SecretPublic.model_validate(row) for row in user_secrets.list_for(session, user=user)]
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409)
+)
 def delete_secret(name: SecretName, session: SessionDep, user: CurrentUser) -> Response:
     user_secrets.delete(session, user=user, name=name)
     commit(session)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from orchestrator.db import commit
+from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models import WorkerToken
 from orchestrator.models.worker import WorkerTokenCreate, WorkerTokenCreated, WorkerTokenPublic
 from orchestrator.services import accounts
 
-from .deps import CurrentUser, SessionDep
+from .deps import CurrentUser, RowId, SessionDep
 
-router = APIRouter(prefix="/api/v1/worker-tokens", tags=["worker tokens"])
+router = APIRouter(prefix="/api/v1/worker-tokens", tags=["worker tokens"], responses=AUTHENTICATED)
 
 
 @router.post("", response_model=WorkerTokenCreated, status_code=status.HTTP_201_CREATED)
@@ -31,8 +32,8 @@ def list_worker_tokens(session: SessionDep, user: CurrentUser) -> list[WorkerTok
     return list(accounts.tokens_of(session, user=user))
 
 
-@router.delete("/{token_id}", response_model=WorkerTokenPublic)
-def revoke_worker_token(token_id: int, session: SessionDep, user: CurrentUser) -> WorkerToken:
+@router.delete("/{token_id}", response_model=WorkerTokenPublic, responses=error_responses(404))
+def revoke_worker_token(token_id: RowId, session: SessionDep, user: CurrentUser) -> WorkerToken:
     """Revoke one of your tokens (an admin: any); another user's answers 404."""
     row = accounts.revoke_worker_token(session, token_id=token_id, by=user)
     commit(session)
