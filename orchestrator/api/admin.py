@@ -5,13 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from sqlmodel import col, select
 
-from orchestrator.db import commit
 from orchestrator.models import WorkerToken
 from orchestrator.models.user import UserCreate, UserPublic
 from orchestrator.models.worker import WorkerTokenCreate, WorkerTokenCreated, WorkerTokenPublic
 from orchestrator.services import accounts
 
-from .deps import AdminUser, SessionDep
+from .deps import AdminUser, ReadSessionDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -19,7 +18,6 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 @router.post("/users", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
 def create_user(data: UserCreate, session: SessionDep, admin: AdminUser) -> UserPublic:
     user = accounts.create_user(session, data=data)
-    commit(session)
     return UserPublic.model_validate(user)
 
 
@@ -30,17 +28,14 @@ def create_worker_token(
     data: WorkerTokenCreate, session: SessionDep, admin: AdminUser
 ) -> WorkerTokenCreated:
     row, secret = accounts.create_worker_token(session, name=data.name, created_by=admin)
-    commit(session)
     return WorkerTokenCreated.model_validate(row, update={"token": secret})
 
 
 @router.get("/worker-tokens", response_model=list[WorkerTokenPublic])
-def list_worker_tokens(session: SessionDep, admin: AdminUser) -> list[WorkerToken]:
+def list_worker_tokens(session: ReadSessionDep, admin: AdminUser) -> list[WorkerToken]:
     return list(session.exec(select(WorkerToken).order_by(col(WorkerToken.id))).all())
 
 
 @router.delete("/worker-tokens/{token_id}", response_model=WorkerTokenPublic)
 def revoke_worker_token(token_id: int, session: SessionDep, admin: AdminUser) -> WorkerToken:
-    row = accounts.revoke_worker_token(session, token_id=token_id)
-    commit(session)
-    return row
+    return accounts.revoke_worker_token(session, token_id=token_id)

@@ -19,7 +19,7 @@ from orchestrator.bundles import TooLarge as BodyTooLarge
 from orchestrator.errors import Forbidden, Invalid, NotFound, TooLarge
 from orchestrator.services import leases
 
-from .deps import CurrentUser, CurrentWorkerToken, RuntimeDep, SessionDep
+from .deps import CurrentUser, CurrentWorkerToken, ReadSessionDep, RuntimeDep
 
 router = APIRouter(prefix="/api/v1", tags=["bundles"])
 
@@ -82,7 +82,7 @@ async def upload(
     responses={200: {"content": {"application/gzip": {}}}},
 )
 def download(
-    digest: str, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+    digest: str, session: ReadSessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> StreamingResponse:
     """For workers: only while one of this token's workers runs an experiment using it."""
     try:

@@ -6,12 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from orchestrator.db import commit
 from orchestrator.models import ExperimentStatus
 from orchestrator.models.experiment import ExperimentCreate, ExperimentDetail, ExperimentPage
 from orchestrator.services import experiments
 
-from .deps import CurrentUser, RuntimeDep, SessionDep
+from .deps import CurrentUser, ReadSessionDep, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 
@@ -21,13 +20,12 @@ def create_experiment(
     data: ExperimentCreate, session: SessionDep, runtime: RuntimeDep, user: CurrentUser
 ) -> ExperimentDetail:
     experiment = experiments.create(session, runtime, owner=user, data=data)
-    commit(session)
     return experiments.detail(session, experiment)
 
 
 @router.get("", response_model=ExperimentPage)
 def list_experiments(
-    session: SessionDep,
+    session: ReadSessionDep,
     user: CurrentUser,
     status: ExperimentStatus | None = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
@@ -41,7 +39,9 @@ def list_experiments(
 
 
 @router.get("/{experiment_id}", response_model=ExperimentDetail)
-def get_experiment(experiment_id: int, session: SessionDep, user: CurrentUser) -> ExperimentDetail:
+def get_experiment(
+    experiment_id: int, session: ReadSessionDep, user: CurrentUser
+) -> ExperimentDetail:
     experiment = experiments.get_visible(session, user=user, experiment_id=experiment_id)
     return experiments.detail(session, experiment)
 
@@ -51,7 +51,6 @@ def cancel_experiment(
     experiment_id: int, session: SessionDep, runtime: RuntimeDep, user: CurrentUser
 ) -> ExperimentDetail:
     experiment = experiments.cancel(session, runtime, user=user, experiment_id=experiment_id)
-    commit(session)
     return experiments.detail(session, experiment)
 
 
@@ -60,5 +59,4 @@ def retry_experiment(
     experiment_id: int, session: SessionDep, runtime: RuntimeDep, user: CurrentUser
 ) -> ExperimentDetail:
     experiment = experiments.retry(session, runtime, user=user, experiment_id=experiment_id)
-    commit(session)
     return experiments.detail(session, experiment)

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import col, select
 
-from orchestrator.db import commit
 from orchestrator.models import Worker
 from orchestrator.models.enrollment import Enrolled, EnrollIn
 from orchestrator.models.instance import control_plane_id
@@ -24,7 +23,7 @@ from orchestrator.services.leases import (
     ReleaseIn,
 )
 
-from .deps import CurrentUser, CurrentWorkerToken, RuntimeDep, SessionDep
+from .deps import CurrentUser, CurrentWorkerToken, ReadSessionDep, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["workers"])
 
@@ -40,9 +39,7 @@ CLAIM_POLL_SECONDS = 1.0
 def enroll(data: EnrollIn, session: SessionDep) -> Enrolled:
     """Exchange a single-use enrollment code for this session's worker token (no bearer: the
     code is the credential). The token is shown once."""
-    enrolled = enrollment.exchange(session, data.code)
-    commit(session)
-    return enrolled
+    return enrollment.exchange(session, data.code)
 
 
 @router.post(
@@ -53,14 +50,13 @@ def register(
 ) -> WorkerRegistered:
     worker = leases.register_worker(session, token=token, data=data)
     identity = control_plane_id(session)
-    commit(session)
     return WorkerRegistered.model_validate(
         {**WorkerPublic.model_validate(worker).model_dump(), "control_plane": identity}
     )
 
 
 @router.get("/workers", response_model=list[WorkerPublic])
-def list_workers(session: SessionDep, user: CurrentUser) -> list[WorkerPublic]:
+def list_workers(session: ReadSessionDep, user: CurrentUser) -> list[WorkerPublic]:
     rows = session.exec(select(Worker).order_by(col(Worker.id).desc()).limit(500)).all()
     return [WorkerPublic.model_validate(w) for w in rows]
 
@@ -101,9 +97,7 @@ async def claim(
 def heartbeat(
     data: HeartbeatIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> HeartbeatOut:
-    reply = leases.heartbeat(session, runtime, token=token, data=data)
-    commit(session)
-    return reply
+    return leases.heartbeat(session, runtime, token=token, data=data)
 
 
 def _ack(experiment_status: str) -> dict[str, str]:
@@ -115,7 +109,6 @@ def complete(
     data: CompleteIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> dict[str, str]:
     experiment = leases.complete(session, runtime, token=token, data=data)
-    commit(session)
     return _ack(experiment.status)
 
 
@@ -124,7 +117,6 @@ def fail(
     data: FailIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> dict[str, str]:
     experiment = leases.fail(session, runtime, token=token, data=data)
-    commit(session)
     return _ack(experiment.status)
 
 
@@ -133,5 +125,4 @@ def release(
     data: ReleaseIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> dict[str, str]:
     experiment = leases.release(session, runtime, token=token, data=data)
-    commit(session)
     return _ack(experiment.status)
