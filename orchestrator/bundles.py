@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import re
 import tarfile
 import tempfile
@@ -22,6 +21,7 @@ from types import TracebackType
 from orchestrator.errors import Invalid
 from orchestrator.models.experiment import BUNDLE_DIGEST
 from orchestrator.settings import Settings
+from worker.code import unsafe_member
 
 _DIGEST = re.compile(BUNDLE_DIGEST)
 # Unpacked, a bundle may hold at most this many times its compressed size: a gzip bomb would
@@ -128,44 +128,13 @@ class BundleStore:
                 yield chunk
 
 
-def _unsafe_name(name: str) -> str | None:
-    if not name or name.startswith("/") or "\\" in name or "\x00" in name:
-        return "an absolute or malformed path"
-    if ".." in name.split("/"):
-        return "a '..' component"
-    return None
-
-
-def _inside(base: str, target: str) -> bool:
-    """Whether ``target`` (relative to directory ``base`` of the archive) stays in the archive."""
-    joined = posixpath.normpath(posixpath.join(base, target))
-    return not (target.startswith("/") or joined == ".." or joined.startswith("../"))
-
-
-def _problem(member: tarfile.TarInfo) -> str | None:
-    reason = _unsafe_name(member.name)
-    if reason:
-        return reason
-    if member.isreg() or member.isdir():
-        return None
-    if member.issym():
-        if _inside(posixpath.dirname(member.name), member.linkname):
-            return None
-        return f"a symlink pointing outside the bundle ({member.linkname})"
-    if member.islnk():
-        if _unsafe_name(member.linkname) is None:
-            return None
-        return f"a hard link to {member.linkname}"
-    return "a device, FIFO or other special file"
-
-
 def check_archive(path: Path, *, max_unpacked: int) -> None:
     """Refuse (422) anything but a gzip tar of regular files, directories and inward links."""
     unpacked = 0
     try:
         with tarfile.open(path, mode="r:gz") as archive:
             for member in archive:
-                problem = _problem(member)
+                problem = unsafe_member(member)
                 if problem:
                     raise Invalid(f"bundle member {member.name!r} is {problem}")
                 unpacked += member.size

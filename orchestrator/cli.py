@@ -80,7 +80,14 @@ def serve(
     settings = _public_settings(public_url, host, port)
     _logging()
     uvicorn.run(
-        create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1; the app decides whom to
+        # believe instead (BATON_TRUSTED_PROXIES), so login limits cannot be dodged locally.
+        proxy_headers=False,
     )
 
 

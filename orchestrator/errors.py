@@ -72,6 +72,19 @@ class Invalid(BatonError):
     code = "invalid"
 
 
+class TooManyRequests(BatonError):
+    """Throttled: ``retry_after`` seconds until the caller may try again (also a header)."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(
+            message, headers={"Retry-After": str(retry_after)}, retry_after=retry_after
+        )
+        self.retry_after = retry_after
+
+
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BatonError)
     body = {"detail": exc.message, "code": exc.code, **exc.extra}

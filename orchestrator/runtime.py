@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from orchestrator.db import make_engine
 from orchestrator.dispatch import Dispatcher
+from orchestrator.security import HashingPool
 from orchestrator.settings import Settings
 from orchestrator.storage import CHECKPOINTS
 from orchestrator.storage.blobs import BlobStore
@@ -74,6 +75,13 @@ class Runtime:
     def store_urls(self) -> StoreUrls:
         return StoreUrls.of(self.settings)
 
+    @cached_property
+    def password_hashing(self) -> HashingPool:
+        """Checks passwords, BATON_PASSWORD_HASH_CONCURRENCY at a time (made on first use)."""
+        return HashingPool(self.settings.password_hash_concurrency)
+
     def close(self) -> None:
+        if "password_hashing" in self.__dict__:
+            self.password_hashing.close()
         self.engine.dispose()
         self.redis.close()

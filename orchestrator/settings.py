@@ -7,7 +7,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    NonNegativeInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.urls import normalize_public_url
@@ -37,6 +44,19 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(14, alias="BATON_REFRESH_TOKEN_DAYS", gt=0)
     jwt_issuer: str = "baton"
     jwt_audience: str = "baton-api"
+
+    # Login throttling, counted in Redis so it holds across API replicas (docs/auth.md): per
+    # account, this many logins a window that did not succeed; per client address, this many
+    # attempts a window. Past either: 429 with Retry-After, before any password is hashed.
+    login_window_seconds: int = Field(300, alias="BATON_LOGIN_WINDOW_SECONDS", gt=0)
+    login_account_failures: int = Field(5, alias="BATON_LOGIN_ACCOUNT_FAILURES", gt=0)
+    login_ip_attempts: int = Field(30, alias="BATON_LOGIN_IP_ATTEMPTS", gt=0)
+    # Password hashes (argon2: tens of ms of CPU each) one API process runs at once; a storm
+    # of logins waits its turn instead of taking every thread and core.
+    password_hash_concurrency: int = Field(2, alias="BATON_PASSWORD_HASH_CONCURRENCY", gt=0)
+    # Reverse proxies (addresses or networks, JSON list) whose X-Forwarded-For names the client.
+    # Empty: the client is the TCP peer, and X-Forwarded-For is ignored.
+    trusted_proxies: list[IPvAnyNetwork] = Field([], alias="BATON_TRUSTED_PROXIES")
 
     heartbeat_seconds: float = Field(10.0, alias="BATON_HEARTBEAT_SECONDS", gt=0)
     lease_seconds: float = Field(30.0, alias="BATON_LEASE_SECONDS", gt=0)

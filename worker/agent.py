@@ -203,6 +203,10 @@ class Attempt:
             # the attempt fails and counts against max_attempts, like a failing job.
             self._abort(beat, shipper, reason=str(exc))
             return
+        except Exception as exc:  # a setup bug of ours costs this attempt, not the agent
+            log.exception("setting up experiment %s failed", self.experiment_id)
+            self._abort(beat, shipper, reason=f"the worker could not set up the job: {exc!r}")
+            return
         self.files.config.write_text(json.dumps(self.grant["config"]))
         self.job = self._spawn(resume_step, environment)
         self.uploader.start()

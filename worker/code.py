@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import posixpath
 import shutil
 import subprocess
 import tarfile
@@ -97,13 +98,58 @@ class BundleCache:
             part.unlink(missing_ok=True)
 
 
+def _unsafe_name(name: str) -> str | None:
+    if not name or name.startswith("/") or "\\" in name or "\x00" in name:
+        return "an absolute or malformed path"
+    if ".." in name.split("/"):
+        return "a '..' component"
+    return None
+
+
+def _inside(base: str, target: str) -> bool:
+    """Whether ``target`` (relative to directory ``base`` of the archive) stays in the archive."""
+    joined = posixpath.normpath(posixpath.join(base, target))
+    return not (target.startswith("/") or joined == ".." or joined.startswith("../"))
+
+
+def unsafe_member(member: tarfile.TarInfo) -> str | None:
+    """Why a bundle member must not be unpacked, or None: only regular files, directories and
+    links that stay inside the bundle. The control plane refuses such bundles at upload (422);
+    the worker checks again, on Pythons whose tarfile has no extraction filters."""
+    reason = _unsafe_name(member.name)
+    if reason:
+        return reason
+    if member.isreg() or member.isdir():
+        return None
+    if member.issym():
+        if _inside(posixpath.dirname(member.name), member.linkname):
+            return None
+        return f"a symlink pointing outside the bundle ({member.linkname})"
+    if member.islnk():
+        if _unsafe_name(member.linkname) is None:
+            return None
+        return f"a hard link to {member.linkname}"
+    return "a device, FIFO or other special file"
+
+
 def unpack(archive: Path, dest: Path) -> None:
-    """Unpack a bundle into a fresh ``dest``; the ``data`` filter refuses unsafe members."""
+    """Unpack a bundle into a fresh ``dest``, refusing unsafe members.
+
+    The member check runs everywhere; tarfile's ``data`` filter adds its own where it exists
+    (Python 3.11.4+; older 3.11s, such as Debian 12's in a notebook image, lack it).
+    """
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     try:
         with tarfile.open(archive, mode="r:gz") as bundle:
-            bundle.extractall(dest, filter="data")
+            members = bundle.getmembers()
+            for member in members:
+                if problem := unsafe_member(member):
+                    raise CodeError(f"bundle member {member.name!r} is {problem}")
+            if hasattr(tarfile, "data_filter"):
+                bundle.extractall(dest, members=members, filter="data")
+            else:
+                bundle.extractall(dest, members=members)  # nosec B202 - members checked above
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise CodeError(f"cannot unpack {archive.name}: {exc}") from None
 

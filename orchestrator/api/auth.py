@@ -7,19 +7,22 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from orchestrator.db import session_scope
 from orchestrator.errors import Invalid, NotAuthenticated
 from orchestrator.models import RefreshToken, User
 from orchestrator.models.types import utcnow
 from orchestrator.models.user import UserPublic
+from orchestrator.runtime import Runtime
 from orchestrator.security import decode_token, encode_token
-from orchestrator.services import accounts
+from orchestrator.services import login as login_service
 from orchestrator.settings import Settings
 
-from .deps import CurrentUser, RuntimeDep, SessionDep
+from .deps import ClientAddress, CurrentUser, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -97,13 +100,33 @@ _LOGIN_BODY = {
 }
 
 
-@router.post("/login", response_model=TokenPair, openapi_extra=_LOGIN_BODY)
-async def login(request: Request, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
+def _login_pair(runtime: Runtime, user: User) -> TokenPair:
+    with session_scope(runtime.engine) as session:  # one short write: the refresh token
+        return _issue(session, runtime.settings, user)
+
+
+@router.post(
+    "/login",
+    response_model=TokenPair,
+    openapi_extra=_LOGIN_BODY,
+    responses={
+        401: {"description": "wrong email or password"},
+        429: {
+            "description": "too many attempts from this address or for this account",
+            "headers": {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+            },
+        },
+    },
+)
+async def login(request: Request, runtime: RuntimeDep, address: ClientAddress) -> TokenPair:
+    """Throttled per address and per account (429 with Retry-After); nothing here blocks the
+    event loop, and a failed login writes nothing."""
     fields = await _login_fields(request)
-    user = accounts.authenticate(session, email=fields.username, password=fields.password)
-    if user is None:
-        raise NotAuthenticated("wrong email or password")
-    return _issue(session, runtime.settings, user)
+    user = await login_service.authenticate(
+        runtime, email=fields.username, password=fields.password, address=address
+    )
+    return await run_in_threadpool(_login_pair, runtime, user)
 
 
 def _revoke_family(session: Session, family: str) -> None:

@@ -62,15 +62,18 @@ async def upload(
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(max_mb)  # before reading a byte of it
     store = BundleStore.from_settings(runtime.settings)
-    with store.receive(limit=limit) as incoming:
-        try:
-            async for chunk in request.stream():
-                incoming.write(chunk)
-        except BodyTooLarge:
-            raise _too_large(max_mb) from None
+    # Every touch of the disk goes to a thread: a slow disk must not stall the event loop.
+    incoming = await run_in_threadpool(store.receive, limit=limit)
+    try:
+        async for chunk in request.stream():
+            await run_in_threadpool(incoming.write, chunk)
         if incoming.size == 0:
             raise Invalid("empty body: send the .tar.gz as the request body")
         stored = await run_in_threadpool(_keep, store, incoming)
+    except BodyTooLarge:
+        raise _too_large(max_mb) from None
+    finally:
+        await run_in_threadpool(incoming.discard)  # after _keep the file is gone: a no-op
     if not stored.created:
         response.status_code = status.HTTP_200_OK
     return BundleOut(digest=stored.digest, size=stored.size)

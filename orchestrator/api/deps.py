@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,7 +23,8 @@ _bearer = HTTPBearer(auto_error=False)
 TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: nothing here blocks, and a sync dependency would wait for a threadpool slot.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -48,6 +50,39 @@ def get_read_session(runtime: RuntimeDep) -> Iterator[Session]:
 # waits on how fast a client reads.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
+
+
+def client_address(request: Request, trusted_proxies: Sequence[IPv4Network | IPv6Network]) -> str:
+    """Who sent the request: the TCP peer, unless that peer is a trusted proxy; then the
+    nearest address in X-Forwarded-For that is not one (proxies append the peer they saw)."""
+    peer = request.client.host if request.client else ""
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted_proxies)
+
+    if not trusted(peer):
+        return peer
+    hops = [
+        hop.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for hop in header.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if not trusted(hop):
+            return hop
+    return hops[0] if hops else peer
+
+
+async def get_client_address(request: Request, runtime: RuntimeDep) -> str:
+    return client_address(request, runtime.settings.trusted_proxies)
+
+
+ClientAddress = Annotated[str, Depends(get_client_address)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 

@@ -12,13 +12,16 @@ from orchestrator.security import (
     hash_password,
     hash_worker_token,
     new_worker_token,
-    verify_password,
 )
 
 
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
 def create_user(session: Session, *, data: UserCreate) -> User:
-    email = data.email.strip().lower()
-    if session.exec(select(User).where(User.email == email)).first() is not None:
+    email = normalize_email(data.email)
+    if user_by_email(session, email) is not None:
         raise Conflict(f"a user with email {email} already exists")
     user = User(
         email=email,
@@ -31,12 +34,9 @@ def create_user(session: Session, *, data: UserCreate) -> User:
     return user
 
 
-def authenticate(session: Session, *, email: str, password: str) -> User | None:
-    """The active user with this email and password, or None (the caller says no either way)."""
-    user = session.exec(select(User).where(User.email == email.strip().lower())).one_or_none()
-    if user is None or not user.is_active or not verify_password(password, user.hashed_password):
-        return None
-    return user
+def user_by_email(session: Session, email: str) -> User | None:
+    """The user with this email (as normalize_email leaves it), active or not."""
+    return session.exec(select(User).where(User.email == email)).one_or_none()
 
 
 def create_worker_token(

@@ -21,9 +21,11 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+import anyio
 import anyio.to_thread
 
 from orchestrator.errors import BatonError
@@ -153,7 +155,8 @@ async def write_async(writer: BlobWriter, chunks: AsyncIterable[bytes]) -> None:
         if pending:
             await anyio.to_thread.run_sync(writer.write, bytes(pending))
     except BaseException:
-        writer.discard()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(writer.discard)
         raise
 
 
@@ -206,47 +209,54 @@ class ResumableUpload:
         """Finished earlier: the blob is in place and no part is pending."""
         return not self.part.exists() and self.target.is_file()
 
-    async def write(self, start: int, chunks: AsyncIterable[bytes]) -> int:
-        """Append a chunk that starts at byte ``start``; returns the bytes now held.
-
-        A chunk may overlap what is held (its reply was lost and it came again): the part is
-        cut back to ``start`` first. One that starts past the end would leave a gap: refused.
-        """
+    def _open_at(self, start: int) -> IO[bytes]:
+        """The part, cut back to ``start`` and positioned there (blocking: run in a thread)."""
         held = self.held()
         if start > held:
             raise BlobError(f"chunk starts at byte {start}, but only {held} bytes are held")
         if start == 0 and held == 0:
             self.store.sweep_staging()
         self.part.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.part.open("r+b" if self.part.exists() else "wb")
+        fh.truncate(start)
+        fh.seek(start)
+        return fh
+
+    async def write(self, start: int, chunks: AsyncIterable[bytes]) -> int:
+        """Append a chunk that starts at byte ``start``; returns the bytes now held.
+
+        A chunk may overlap what is held (its reply was lost and it came again): the part is
+        cut back to ``start`` first. One that starts past the end would leave a gap: refused.
+        Every touch of the disk runs in a thread, never on the event loop.
+        """
+        fh = await anyio.to_thread.run_sync(self._open_at, start)
         hasher = self.store.hashers.take(self.part, start)
-        with self.part.open("r+b" if self.part.exists() else "wb") as fh:
-            fh.truncate(start)
-            fh.seek(start)
-            position = start
-            pending = bytearray()
+        position = start
+        pending = bytearray()
 
-            def flush() -> None:
-                nonlocal position
-                if position + len(pending) > self.size:
-                    raise TooLarge(f"chunk runs past the declared size of {self.size} bytes")
-                fh.write(pending)
-                if hasher is not None:
-                    hasher.update(pending)
-                position += len(pending)
+        def flush() -> None:
+            nonlocal position
+            if position + len(pending) > self.size:
+                raise TooLarge(f"chunk runs past the declared size of {self.size} bytes")
+            fh.write(pending)
+            if hasher is not None:
+                hasher.update(pending)
+            position += len(pending)
 
-            try:
-                async for piece in chunks:
-                    pending += piece
-                    if len(pending) >= WRITE_BLOCK:
-                        await anyio.to_thread.run_sync(flush)
-                        pending = bytearray()
-                if pending:
+        try:
+            async for piece in chunks:
+                pending += piece
+                if len(pending) >= WRITE_BLOCK:
                     await anyio.to_thread.run_sync(flush)
-            finally:
-                # Whatever arrived stays: the sender asks how much is held and goes on.
-                fh.flush()
-                if hasher is not None:
-                    self.store.hashers.keep(self.part, position, hasher)
+                    pending = bytearray()
+            if pending:
+                await anyio.to_thread.run_sync(flush)
+        finally:
+            # Whatever arrived stays: the sender asks how much is held and goes on.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(fh.close)
+            if hasher is not None:
+                self.store.hashers.keep(self.part, position, hasher)
         return position
 
     def finish(self) -> None:
@@ -331,9 +341,14 @@ class BlobStore:
         max_bytes: int | None = None,
     ) -> tuple[str, int]:
         """``put_stream`` for an async body (``request.stream()``), disk work off the loop."""
-        writer = self.writer(
-            key, expected_size=expected_size, expected_sha256=expected_sha256, max_bytes=max_bytes
+        make = partial(
+            self.writer,
+            key,
+            expected_size=expected_size,
+            expected_sha256=expected_sha256,
+            max_bytes=max_bytes,
         )
+        writer = await anyio.to_thread.run_sync(make)  # it creates the temporary file
         await write_async(writer, chunks)
         return await anyio.to_thread.run_sync(writer.commit)
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, unquote
 
 from fastapi import Depends, Form, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -32,7 +33,8 @@ CSP = (
 )
 
 
-def get_web_session(request: Request, runtime: RuntimeDep) -> WebSession | None:
+async def get_web_session(request: Request, runtime: RuntimeDep) -> WebSession | None:
+    # async: an HMAC check, nothing that blocks (a sync dependency waits for a thread).
     return web_session.decode(runtime.settings, request.cookies.get(web_session.COOKIE))
 
 
@@ -63,7 +65,7 @@ def get_web_admin(user: WebUser) -> User:
 WebAdmin = Annotated[User, Depends(get_web_admin)]
 
 
-def check_csrf(
+async def check_csrf(
     runtime: RuntimeDep, current: WebSessionDep, csrf: Annotated[str, Form()] = ""
 ) -> None:
     """Every form POST carries the session's CSRF token, or it is refused with 403."""
@@ -136,6 +138,9 @@ class PageRoute(APIRoute):
             except BatonError as exc:
                 user = getattr(request.state, "web_user", None)
                 ctx = context(request, user, status_code=exc.status_code, message=exc.message)
-                return render(request, "error.html", ctx, status_code=exc.status_code)
+                # Rendering reads templates from disk: not on the event loop.
+                return await run_in_threadpool(
+                    render, request, "error.html", ctx, status_code=exc.status_code
+                )
 
         return page_handler

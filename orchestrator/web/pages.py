@@ -6,12 +6,14 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
-from orchestrator.api.deps import ReadSessionDep, RuntimeDep, SessionDep
-from orchestrator.errors import Conflict
+from orchestrator.api.deps import ClientAddress, ReadSessionDep, RuntimeDep, SessionDep
+from orchestrator.errors import Conflict, NotAuthenticated, TooManyRequests
 from orchestrator.models import ExperimentStatus
 from orchestrator.services import accounts, experiments, fleet
+from orchestrator.services import login as login_service
 from orchestrator.web import session as web_session
 from orchestrator.web import views
 from orchestrator.web.deps import (
@@ -24,6 +26,7 @@ from orchestrator.web.deps import (
     redirect,
     render,
 )
+from orchestrator.web.session import WebSession
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
@@ -49,25 +52,42 @@ def login_form(
 
 
 @router.post("/login", dependencies=[CsrfChecked])
-def login(
+async def login(
     request: Request,
-    session: SessionDep,
     runtime: RuntimeDep,
     current: WebSessionDep,
+    address: ClientAddress,
     email: Annotated[str, Form(max_length=254)],
     password: Annotated[str, Form(max_length=256)],
     next: Annotated[str, Form()] = "/ui",
 ) -> Response:
-    user = accounts.authenticate(session, email=email, password=password)
-    if user is None:
-        request.state.web_session = current
-        ctx = context(request, None, next=_safe_next(next), error="Wrong email or password.")
-        return render(request, "login.html", ctx, status_code=401)
+    """Throttled like POST /auth/login (services/login.py): a wrong password answers the form
+    again with 401, too many attempts with 429 and Retry-After."""
+    try:
+        user = await login_service.authenticate(
+            runtime, email=email, password=password, address=address
+        )
+    except NotAuthenticated:
+        return await _login_again(request, current, next, "Wrong email or password.", 401)
+    except TooManyRequests as exc:
+        message = f"Too many login attempts: try again in {exc.retry_after} s."
+        response = await _login_again(request, current, next, message, exc.status_code)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     assert user.id is not None
     response = redirect(_safe_next(next))
     # A fresh nonce at login: a session planted before it cannot ride along.
     web_session.set_cookie(response, runtime.settings, web_session.new_session(user.id))
     return response
+
+
+async def _login_again(
+    request: Request, current: WebSession | None, next: str, error: str, status_code: int
+) -> Response:
+    request.state.web_session = current
+    ctx = context(request, None, next=_safe_next(next), error=error)
+    # Rendering reads templates from disk: not on the event loop.
+    return await run_in_threadpool(render, request, "login.html", ctx, status_code=status_code)
 
 
 @router.post("/logout", dependencies=[CsrfChecked])
