@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -66,6 +67,20 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     error = Invalid(_validation_message(errors), errors=errors)
     return JSONResponse(
         {"detail": error.message, "code": error.code, "errors": errors}, status_code=422
+    )
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database did not answer: 503 (worth a retry), and this instance stops vouching for
+    heartbeats until its presence check finds the database again (orchestrator/presence.py)."""
+    log.warning("database unavailable: %s", exc)
+    presence: Presence | None = getattr(request.app.state, "presence", None)
+    if presence is not None:
+        presence.outage()
+    return JSONResponse(
+        {"detail": "the database is unavailable; retry shortly", "code": "unavailable"},
+        status_code=503,
+        headers={"Retry-After": "1"},
     )
 
 
@@ -141,7 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.from_settings(settings)
         ensure_schema(runtime.engine, auto_migrate=settings.auto_migrate)
-        presence = Presence(runtime.dispatcher)
+        presence = Presence(runtime.dispatcher, runtime.engine)
         presence.announce()
         # Rebuild Redis from the database: it may have restarted empty while we were down.
         reconcile(runtime)
@@ -151,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         listener.start()
         app.state.runtime = runtime
         app.state.wakeup = wakeup
+        app.state.presence = presence
         try:
             yield
         finally:
@@ -168,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handler(app)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(OperationalError, _on_database_error)
 
     app.add_middleware(LimitBody)
 

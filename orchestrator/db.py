@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,10 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Session
+
+from orchestrator.errors import BatonError
+
+log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], object]
 # The execution option read_session sets.
@@ -81,6 +86,16 @@ def read_session(engine: Engine) -> Session:
     return Session(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
+@event.listens_for(Session, "before_flush")
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    # On SQLite a read transaction that starts writing fails at random under load ("database
+    # is locked"); fail every time instead, where the mistake is.
+    bind = session.bind
+    read_only = bind is not None and bind.get_execution_options().get(READ_ONLY)
+    if read_only and (session.new or session.deleted or session.dirty):
+        raise RuntimeError("a read session tried to write: use a write session")
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -91,21 +106,41 @@ def after_commit(session: Session, callback: AfterCommit) -> None:
 
 
 def commit(session: Session) -> None:
-    """Commit at the request edge, then run what waited for the commit."""
+    """Commit, then run what waited for the commit, best-effort.
+
+    The commit is the fact; what follows (Redis ready sets and leases, RQ jobs) only mirrors
+    it. A failing step is logged and left to reconcile and the reaper: it must not turn a
+    committed change into an error, or the client would retry (and duplicate) it.
+    """
     session.commit()
     callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
     for callback in callbacks:
-        callback()
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit step %r failed; the commit stands", callback)
 
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session for background work: committed (with its after-commit hooks) on success."""
+    """One unit of work: committed once on success, then its after-commit steps run; rolled
+    back on error. A refusal raised with ``keep_changes`` (e.g. a reused refresh token, whose
+    family is revoked) still commits what was recorded before it is answered."""
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
+        except BatonError as exc:
+            if not exc.keep_changes:
+                _discard(session)
+                raise
             commit(session)
-        except BaseException:
-            session.info.pop("after_commit", None)
-            session.rollback()
             raise
+        except BaseException:
+            _discard(session)
+            raise
+        commit(session)
+
+
+def _discard(session: Session) -> None:
+    session.info.pop("after_commit", None)
+    session.rollback()

@@ -14,10 +14,19 @@ class BatonError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None, **extra: Any):
+    def __init__(
+        self,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        keep_changes: bool = False,
+        **extra: Any,
+    ):
         super().__init__(message)
         self.message = message
         self.headers = headers
+        # The request's unit of work commits what it recorded, and the refusal still stands.
+        self.keep_changes = keep_changes
         self.extra = extra
 
 

@@ -27,9 +27,10 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator.db import read_session
 from orchestrator.dispatch.queue import FENCE
 from orchestrator.models import Attempt, AttemptOutcome, Experiment, ExperimentStatus
 from orchestrator.runtime import Runtime
@@ -98,7 +99,7 @@ class StateCollector(Collector):
         )
 
     def _database(self) -> Iterator[Metric]:
-        with Session(self.runtime.engine) as session:
+        with read_session(self.runtime.engine) as session:
             outcomes = dict(
                 session.exec(
                     select(Attempt.outcome, func.count())

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from orchestrator.db import commit
 from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models.pool import PoolCreate, PoolPublic
 from orchestrator.models.user import UserCreate, UserPublic
 from orchestrator.services import accounts, pools
 
-from .deps import AdminUser, RowId, SessionDep
+from .deps import AdminUser, ReadSessionDep, RowId, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=AUTHENTICATED)
 
@@ -23,7 +22,6 @@ router = APIRouter(prefix="/api/v1", tags=["admin"], responses=AUTHENTICATED)
 )
 def create_user(data: UserCreate, session: SessionDep, admin: AdminUser) -> UserPublic:
     user = accounts.create_user(session, data=data)
-    commit(session)
     return UserPublic.model_validate(user)
 
 
@@ -43,17 +41,16 @@ def list_users(session: SessionDep, admin: AdminUser) -> list[UserPublic]:
 )
 def create_pool(data: PoolCreate, session: SessionDep, admin: AdminUser) -> PoolPublic:
     pool = pools.create(session, name=data.name)
-    commit(session)
     return pools.public(session, pool)
 
 
 @router.get("/pools", response_model=list[PoolPublic])
-def list_pools(session: SessionDep, admin: AdminUser) -> list[PoolPublic]:
+def list_pools(session: ReadSessionDep, admin: AdminUser) -> list[PoolPublic]:
     return [pools.public(session, pool) for pool in pools.all_pools(session)]
 
 
 @router.get("/pools/{pool_id}", response_model=PoolPublic, responses=error_responses(404))
-def get_pool(pool_id: RowId, session: SessionDep, admin: AdminUser) -> PoolPublic:
+def get_pool(pool_id: RowId, session: ReadSessionDep, admin: AdminUser) -> PoolPublic:
     return pools.public(session, pools.get(session, pool_id))
 
 
@@ -62,12 +59,10 @@ def get_pool(pool_id: RowId, session: SessionDep, admin: AdminUser) -> PoolPubli
 )
 def delete_pool(pool_id: RowId, session: SessionDep, admin: AdminUser) -> Response:
     pools.delete(session, pool_id)
-    commit(session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _membership(session: SessionDep, pool_id: RowId) -> PoolPublic:
-    commit(session)
     return pools.public(session, pools.get(session, pool_id))
 
 

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
-from sqlmodel import Session, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
-from orchestrator.db import commit, session_scope
+from orchestrator.db import session_scope
 from orchestrator.errors import Invalid, NotAuthenticated, error_responses
 from orchestrator.models import RefreshToken, User
 from orchestrator.models.types import utcnow
@@ -144,20 +145,30 @@ def refresh(body: RefreshIn, session: SessionDep, runtime: RuntimeDep) -> TokenP
     row = session.get(RefreshToken, claims.jti)
     if row is None:
         raise NotAuthenticated("unknown refresh token")
-    if row.revoked_at is not None or row.replaced_by is not None:
-        _revoke_family(session, row.family_id)
-        commit(session)
-        raise NotAuthenticated(
-            "refresh token reuse detected: every session of this login is revoked"
-        )
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise NotAuthenticated("user not found or disabled")
     pair = _issue(session, runtime.settings, user, family=row.family_id)
     new_claims = decode_token(runtime.settings, pair.refresh_token, expected="refresh")
-    row.replaced_by = new_claims.jti
-    session.add(row)
-    commit(session)
+    # Conditional: of two concurrent refreshes with one token, exactly one changes the row
+    # (on Postgres the second waits for the first's row lock, then finds it rotated).
+    with session.no_autoflush:  # the new token is stored only if the rotation wins
+        rotated = session.exec(
+            update(RefreshToken)
+            .where(
+                col(RefreshToken.jti) == row.jti,
+                col(RefreshToken.revoked_at).is_(None),
+                col(RefreshToken.replaced_by).is_(None),
+            )
+            .values(replaced_by=new_claims.jti)
+        )
+    if rotated.rowcount != 1:
+        session.expunge_all()
+        _revoke_family(session, row.family_id)
+        raise NotAuthenticated(
+            "refresh token reuse detected: every session of this login is revoked",
+            keep_changes=True,
+        )
     return pair
 
 
@@ -169,7 +180,6 @@ def logout(
     row = session.get(RefreshToken, claims.jti)
     if row is not None:
         _revoke_family(session, row.family_id)
-        commit(session)
 
 
 @router.get("/me", response_model=UserPublic, responses=error_responses(403))

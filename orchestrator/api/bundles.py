@@ -26,7 +26,7 @@ from orchestrator.errors import (
 )
 from orchestrator.services import leases
 
-from .deps import CurrentUser, CurrentWorkerToken, RuntimeDep, SessionDep
+from .deps import CurrentUser, CurrentWorkerToken, ReadSessionDep, RuntimeDep
 
 router = APIRouter(prefix="/api/v1", tags=["bundles"], responses=AUTHENTICATED)
 
@@ -92,7 +92,7 @@ async def upload(
     responses={200: {"content": {"application/gzip": {}}}, **error_responses(404)},
 )
 def download(
-    digest: str, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
+    digest: str, session: ReadSessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> StreamingResponse:
     """For workers: only while one of this token's workers runs an experiment using it."""
     try:

@@ -6,14 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from orchestrator.db import commit
 from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models import ExperimentStatus
 from orchestrator.models.experiment import ExperimentCreate, ExperimentDetail, ExperimentPage
 from orchestrator.models.types import MAX_ROW_ID
 from orchestrator.services import experiments
 
-from .deps import CurrentUser, RowId, RuntimeDep, SessionDep
+from .deps import CurrentUser, ReadSessionDep, RowId, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"], responses=AUTHENTICATED)
 
@@ -23,13 +22,12 @@ def create_experiment(
     data: ExperimentCreate, session: SessionDep, runtime: RuntimeDep, user: CurrentUser
 ) -> ExperimentDetail:
     experiment = experiments.create(session, runtime, owner=user, data=data)
-    commit(session)
     return experiments.detail(session, experiment)
 
 
 @router.get("", response_model=ExperimentPage)
 def list_experiments(
-    session: SessionDep,
+    session: ReadSessionDep,
     user: CurrentUser,
     status: ExperimentStatus | None = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
@@ -44,7 +42,7 @@ def list_experiments(
 
 @router.get("/{experiment_id}", response_model=ExperimentDetail, responses=error_responses(404))
 def get_experiment(
-    experiment_id: RowId, session: SessionDep, user: CurrentUser
+    experiment_id: RowId, session: ReadSessionDep, user: CurrentUser
 ) -> ExperimentDetail:
     experiment = experiments.get_visible(session, user=user, experiment_id=experiment_id)
     return experiments.detail(session, experiment)
@@ -57,7 +55,6 @@ def cancel_experiment(
     experiment_id: RowId, session: SessionDep, runtime: RuntimeDep, user: CurrentUser
 ) -> ExperimentDetail:
     experiment = experiments.cancel(session, runtime, user=user, experiment_id=experiment_id)
-    commit(session)
     return experiments.detail(session, experiment)
 
 
@@ -68,5 +65,4 @@ def retry_experiment(
     experiment_id: RowId, session: SessionDep, runtime: RuntimeDep, user: CurrentUser
 ) -> ExperimentDetail:
     experiment = experiments.retry(session, runtime, user=user, experiment_id=experiment_id)
-    commit(session)
     return experiments.detail(session, experiment)

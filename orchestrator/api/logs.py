@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from orchestrator.db import commit
 from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models.types import MAX_ROW_ID
 from orchestrator.services import logs
@@ -29,7 +28,6 @@ def ship(
 ) -> LogAck:
     """Append a chunk of the open attempt's output; a stale lease gets 409 like any lease call."""
     next_offset = logs.append(session, token=token, data=data, cap=runtime.settings.log_tail_bytes)
-    commit(session)
     return LogAck(next_offset=next_offset)
 
 

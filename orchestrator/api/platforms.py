@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from sqlmodel import col, select
 
-from orchestrator.db import commit
 from orchestrator.errors import AUTHENTICATED, Conflict, Invalid, NotFound, error_responses
 from orchestrator.models import KaggleLaunch
 from orchestrator.models.launch import KaggleLaunchPublic
@@ -18,7 +17,7 @@ from orchestrator.services import enrollment, usage
 from orchestrator.settings import Settings
 from orchestrator.urls import loopback_problem, public_url
 
-from .deps import CurrentUser, RuntimeDep, SessionDep
+from .deps import CurrentUser, ReadSessionDep, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["platforms"])
 
@@ -27,7 +26,7 @@ WEEK_PATTERN = r"^\d{4}-W\d{2}$"
 
 @router.get("/platforms/usage", response_model=usage.UsageReport, responses=AUTHENTICATED)
 def platform_usage(
-    session: SessionDep,
+    session: ReadSessionDep,
     runtime: RuntimeDep,
     user: CurrentUser,
     week: Annotated[str | None, Query(pattern=WEEK_PATTERN, description="ISO week")] = None,
@@ -43,7 +42,7 @@ def platform_usage(
     "/platforms/kaggle/launches", response_model=list[KaggleLaunchPublic], responses=AUTHENTICATED
 )
 def kaggle_launches(
-    session: SessionDep, user: CurrentUser, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    session: ReadSessionDep, user: CurrentUser, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[KaggleLaunch]:
     query = select(KaggleLaunch).order_by(col(KaggleLaunch.id).desc()).limit(limit)
     return list(session.exec(query).all())
@@ -100,7 +99,6 @@ def bootstrap_cell(
     issued = None
     if enroll:
         issued = enrollment.issue_for_cell(session, settings, platform=platform, created_by=user)
-        commit(session)
     result = bootstrap.render(
         platform, api_url=public_url(settings), pip=worker_pip(settings), enroll=issued
     )

@@ -6,12 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
-from orchestrator.db import commit
 from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models.secret import SECRET_NAME, SecretIn, SecretPublic
 from orchestrator.services import user_secrets
 
-from .deps import CurrentUser, RuntimeDep, SessionDep
+from .deps import CurrentUser, ReadSessionDep, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/secrets", tags=["secrets"], responses=AUTHENTICATED)
 
@@ -26,12 +25,11 @@ def set_secret(
     of yours that name it (``"secrets": [NAME]``) get it, as an environment variable, and only
     on your own workers."""
     row = user_secrets.put(session, runtime.settings, user=user, name=name, value=data.value)
-    commit(session)
     return SecretPublic.model_validate(row)
 
 
 @router.get("", response_model=list[SecretPublic])
-def list_secrets(session: SessionDep, user: CurrentUser) -> list[SecretPublic]:
+def list_secrets(session: ReadSessionDep, user: CurrentUser) -> list[SecretPublic]:
     """Your secrets' names and dates (never values; admins see only their own too)."""
     return [SecretPublic.model_validate(row) for row in user_secrets.list_for(session, user=user)]
 
@@ -41,5 +39,4 @@ def list_secrets(session: SessionDep, user: CurrentUser) -> list[SecretPublic]:
 )
 def delete_secret(name: SecretName, session: SessionDep, user: CurrentUser) -> Response:
     user_secrets.delete(session, user=user, name=name)
-    commit(session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

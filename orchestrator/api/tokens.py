@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from orchestrator.db import commit
 from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models import WorkerToken
 from orchestrator.models.worker import WorkerTokenCreate, WorkerTokenCreated, WorkerTokenPublic
 from orchestrator.services import accounts
 
-from .deps import CurrentUser, RowId, SessionDep
+from .deps import CurrentUser, ReadSessionDep, RowId, SessionDep
 
 router = APIRouter(prefix="/api/v1/worker-tokens", tags=["worker tokens"], responses=AUTHENTICATED)
 
@@ -22,12 +21,11 @@ def create_worker_token(
     """A token for your own workers: they take your work (and, if an admin puts the token in
     a pool, the shareable work of the pool's users). The token is shown once."""
     row, secret = accounts.create_worker_token(session, name=data.name, owner=user)
-    commit(session)
     return WorkerTokenCreated.model_validate(row, update={"token": secret})
 
 
 @router.get("", response_model=list[WorkerTokenPublic])
-def list_worker_tokens(session: SessionDep, user: CurrentUser) -> list[WorkerToken]:
+def list_worker_tokens(session: ReadSessionDep, user: CurrentUser) -> list[WorkerToken]:
     """Your tokens (an admin: every token). No secrets: those were shown once."""
     return list(accounts.tokens_of(session, user=user))
 
@@ -36,5 +34,4 @@ def list_worker_tokens(session: SessionDep, user: CurrentUser) -> list[WorkerTok
 def revoke_worker_token(token_id: RowId, session: SessionDep, user: CurrentUser) -> WorkerToken:
     """Revoke one of your tokens (an admin: any); another user's answers 404."""
     row = accounts.revoke_worker_token(session, token_id=token_id, by=user)
-    commit(session)
     return row

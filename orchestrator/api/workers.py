@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import col, select
 
-from orchestrator.db import commit
 from orchestrator.errors import AUTHENTICATED, error_responses
 from orchestrator.models import Worker
 from orchestrator.models.enrollment import Enrolled, EnrollIn
@@ -25,7 +24,7 @@ from orchestrator.services.leases import (
     ReleaseIn,
 )
 
-from .deps import CurrentUser, CurrentWorkerToken, RowId, RuntimeDep, SessionDep
+from .deps import CurrentUser, CurrentWorkerToken, ReadSessionDep, RowId, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["workers"])
 
@@ -43,9 +42,7 @@ LEASE_ERRORS = {**AUTHENTICATED, **error_responses(409)}
 def enroll(data: EnrollIn, session: SessionDep, runtime: RuntimeDep) -> Enrolled:
     """Exchange a single-use enrollment code for this session's worker token (no bearer: the
     code is the credential). The token is shown once."""
-    enrolled = enrollment.exchange(session, data.code, launch_pool=runtime.settings.kaggle_pool)
-    commit(session)
-    return enrolled
+    return enrollment.exchange(session, data.code, launch_pool=runtime.settings.kaggle_pool)
 
 
 @router.post(
@@ -59,14 +56,13 @@ def register(
 ) -> WorkerRegistered:
     worker = leases.register_worker(session, token=token, data=data)
     identity = control_plane_id(session)
-    commit(session)
     return WorkerRegistered.model_validate(
         {**WorkerPublic.model_validate(worker).model_dump(), "control_plane": identity}
     )
 
 
 @router.get("/workers", response_model=list[WorkerPublic], responses=AUTHENTICATED)
-def list_workers(session: SessionDep, user: CurrentUser) -> list[WorkerPublic]:
+def list_workers(session: ReadSessionDep, user: CurrentUser) -> list[WorkerPublic]:
     rows = session.exec(select(Worker).order_by(col(Worker.id).desc()).limit(500)).all()
     return [WorkerPublic.model_validate(w) for w in rows]
 
@@ -111,9 +107,7 @@ async def claim(
 def heartbeat(
     data: HeartbeatIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> HeartbeatOut:
-    reply = leases.heartbeat(session, runtime, token=token, data=data)
-    commit(session)
-    return reply
+    return leases.heartbeat(session, runtime, token=token, data=data)
 
 
 def _ack(experiment_status: str) -> dict[str, str]:
@@ -125,7 +119,6 @@ def complete(
     data: CompleteIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> dict[str, str]:
     experiment = leases.complete(session, runtime, token=token, data=data)
-    commit(session)
     return _ack(experiment.status)
 
 
@@ -134,7 +127,6 @@ def fail(
     data: FailIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> dict[str, str]:
     experiment = leases.fail(session, runtime, token=token, data=data)
-    commit(session)
     return _ack(experiment.status)
 
 
@@ -143,5 +135,4 @@ def release(
     data: ReleaseIn, session: SessionDep, runtime: RuntimeDep, token: CurrentWorkerToken
 ) -> dict[str, str]:
     experiment = leases.release(session, runtime, token=token, data=data)
-    commit(session)
     return _ack(experiment.status)

@@ -8,8 +8,8 @@ from dataclasses import asdict
 from typing import Any
 
 from rq import Retry
-from sqlmodel import Session
 
+from orchestrator.db import read_session
 from orchestrator.models import Experiment
 from orchestrator.models.types import utcnow
 from orchestrator.notify import mailer, messages
@@ -63,7 +63,7 @@ def notify_experiment(*, experiment_id: int) -> str:
     only this job, never the experiment's state.
     """
     rt = runtime()
-    with Session(rt.engine) as session:
+    with read_session(rt.engine) as session:
         experiment = session.get(Experiment, experiment_id)
         if experiment is None:
             return "gone"
@@ -94,7 +94,7 @@ def notify_quota_low(*, platform: str, used: float, allowed: float, account: str
         notice = {"platform": platform, "account": account, "used": used, "allowed": allowed}
         _log_notice(rt, {"at": utcnow().isoformat(), "quota_low": notice})
         return "logged"
-    with Session(rt.engine) as session:
+    with read_session(rt.engine) as session:
         emails = messages.quota_low(
             session, rt.settings, platform=platform, account=account, used=used, allowed=allowed
         )

@@ -226,8 +226,12 @@ class Dispatcher:
     def mark_api_alive(self, *, instance: str, started_ms: int, ttl_ms: int) -> None:
         self.redis.set(API_ALIVE + instance, f"{started_ms}:{now_ms()}", px=ttl_ms)
 
+    def withdraw_api(self, *, instance: str) -> None:
+        self.redis.delete(API_ALIVE + instance)
+
     def api_up_since(self, *, fresh_ms: int) -> int | None:
-        """Start time of the longest-running live API instance, or None if none is up.
+        """Since when the longest-up live API instance could record heartbeats (its start, or
+        the end of its last outage, database included), or None if none is up.
 
         An instance counts as live only if it announced itself within ``fresh_ms``: a killed
         API's key outlives it by its TTL, and must not vouch for heartbeats nobody received.

@@ -187,9 +187,5 @@ def retry(session: Session, runtime: Runtime, *, user: User, experiment_id: int)
         )
     if experiment.status == ExperimentStatus.succeeded:
         raise Conflict(f"experiment {experiment_id} already succeeded")
-    experiment.failure_count = 0
-    experiment.cancel_requested = False
-    experiment.finished_at = None
-    experiment.error = None
-    lifecycle.start(session, runtime, experiment)
+    lifecycle.retry(session, runtime, experiment)
     return experiment

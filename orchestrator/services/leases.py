@@ -221,9 +221,7 @@ def _requeue_if_queued(runtime: Runtime, experiment_id: int) -> None:
 def _bind(
     session: Session, runtime: Runtime, me: _Identity, experiment_id: int, token: str
 ) -> Grant | None:
-    experiment = session.exec(
-        select(Experiment).where(Experiment.id == experiment_id).with_for_update()
-    ).one_or_none()
+    experiment = lifecycle.locked_experiment(session, experiment_id)
     if experiment is None or experiment.status != ExperimentStatus.queued:
         return None
     if lifecycle.open_attempt(session, experiment_id) is not None:
@@ -239,21 +237,7 @@ def _bind(
         return None
     worker = session.get(Worker, me.worker_id)
     assert worker is not None
-    now = utcnow()
-    experiment.attempt_count += 1
-    experiment.status = ExperimentStatus.running
-    experiment.updated_at = now
-    attempt = Attempt(
-        experiment_id=experiment_id,
-        number=experiment.attempt_count,
-        worker_id=me.worker_id,
-        platform=str(worker.platform),
-        lease_token=token,
-        started_at=now,
-        heartbeat_at=now,
-        resumed_from_step=experiment.checkpoint_step,
-    )
-    session.add_all([experiment, attempt])
+    attempt = lifecycle.bind_attempt(session, experiment, worker=worker, lease_token=token)
     resume = _resume_point(experiment)
     settings = runtime.settings
     inputs = [

@@ -6,32 +6,44 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from orchestrator import metrics
 from orchestrator.db import after_commit
 from orchestrator.dispatch import Lane, Requirement
 from orchestrator.dispatch.queue import Requeue
 from orchestrator.errors import NotFound
-from orchestrator.models import Attempt, AttemptOutcome, Experiment, ExperimentStatus
+from orchestrator.models import Attempt, AttemptOutcome, Experiment, ExperimentStatus, Worker
 from orchestrator.models.types import utcnow
 from orchestrator.runtime import Runtime
 from orchestrator.services import dependencies
 
 
-def lock_experiment(session: Session, experiment_id: int) -> Experiment:
-    """Load an experiment for update (row lock on Postgres; SQLite already holds the write lock)."""
-    experiment = session.exec(
-        select(Experiment).where(Experiment.id == experiment_id).with_for_update()
+def locked_experiment(session: Session, experiment_id: int) -> Experiment | None:
+    """Load an experiment for update (row lock on Postgres; SQLite already holds the write lock),
+    with the values it has once the lock is ours: a copy this session read earlier is
+    overwritten, or a decision would rest on what a concurrent commit already changed."""
+    return session.exec(
+        select(Experiment)
+        .where(Experiment.id == experiment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one_or_none()
+
+
+def lock_experiment(session: Session, experiment_id: int) -> Experiment:
+    experiment = locked_experiment(session, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} not found")
     return experiment
 
 
 def open_attempt(session: Session, experiment_id: int) -> Attempt | None:
+    """The experiment's attempt that has not ended, as stored now (lock the experiment first)."""
     return session.exec(
-        select(Attempt).where(Attempt.experiment_id == experiment_id, Attempt.ended_at.is_(None))  # type: ignore[union-attr]
+        select(Attempt)
+        .where(Attempt.experiment_id == experiment_id, col(Attempt.ended_at).is_(None))
+        .execution_options(populate_existing=True)
     ).first()
 
 
@@ -128,6 +140,38 @@ def _settle_dependents(session: Session, runtime: Runtime, finished: Experiment)
             for p in dependencies.prerequisites(session, dependent.id)  # type: ignore[arg-type]
         ):
             queue(session, runtime, dependent)
+
+
+def retry(session: Session, runtime: Runtime, experiment: Experiment) -> None:
+    """A finished experiment runs again from its latest checkpoint, with a fresh retry budget."""
+    experiment.failure_count = 0
+    experiment.cancel_requested = False
+    experiment.finished_at = None
+    experiment.error = None
+    start(session, runtime, experiment)
+
+
+def bind_attempt(
+    session: Session, experiment: Experiment, *, worker: Worker, lease_token: str
+) -> Attempt:
+    """A worker took the queued experiment (locked by the caller): it runs as a new attempt."""
+    assert experiment.id is not None and worker.id is not None
+    now = utcnow()
+    experiment.attempt_count += 1
+    experiment.status = ExperimentStatus.running
+    experiment.updated_at = now
+    attempt = Attempt(
+        experiment_id=experiment.id,
+        number=experiment.attempt_count,
+        worker_id=worker.id,
+        platform=str(worker.platform),
+        lease_token=lease_token,
+        started_at=now,
+        heartbeat_at=now,
+        resumed_from_step=experiment.checkpoint_step,
+    )
+    session.add_all([experiment, attempt])
+    return attempt
 
 
 def cancel(session: Session, runtime: Runtime, experiment: Experiment, *, reason: str) -> None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from orchestrator.db import read_session
 from orchestrator.errors import NotFound
 from orchestrator.models import Attempt, AttemptLog, ExperimentStatus, User, WorkerToken
 from orchestrator.models.types import utcnow
@@ -123,10 +124,10 @@ def read(
 ) -> LogRead:
     """One look at an attempt's output (the latest attempt when ``attempt`` is None).
 
-    Its own short session: a follower calls this repeatedly, and on SQLite every
-    transaction holds the write lock, so none may stay open between looks.
+    Its own short read session: a follower calls this repeatedly, and nothing may stay open
+    between looks.
     """
-    with Session(engine) as session:
+    with read_session(engine) as session:
         experiment = get_visible(session, user=user, experiment_id=experiment_id)
         row = _attempt(session, experiment_id=experiment_id, number=attempt)
         if row is None:

@@ -9,7 +9,7 @@ from functools import partial
 
 from sqlmodel import col, select
 
-from orchestrator.db import after_commit, session_scope
+from orchestrator.db import after_commit, read_session, session_scope
 from orchestrator.dispatch.queue import now_ms
 from orchestrator.models import Attempt, AttemptOutcome, Experiment, ExperimentStatus
 from orchestrator.presence import FRESH_MS
@@ -34,15 +34,14 @@ def reap(runtime: Runtime) -> int:
     lost = 0
     for experiment_id in runtime.dispatcher.expired(at_ms=now):
         with session_scope(runtime.engine) as session:
-            experiment = session.get(Experiment, experiment_id)
+            # Locked before anything is read: a cancel or a report committed meanwhile is seen.
+            experiment = lifecycle.locked_experiment(session, experiment_id)
             attempt = lifecycle.open_attempt(session, experiment_id) if experiment else None
             if experiment is None or attempt is None:
                 token = runtime.dispatcher.lease_token(experiment_id=experiment_id)
                 if token is not None:
                     runtime.dispatcher.end(experiment_id=experiment_id, token=token)
                 continue
-            experiment = lifecycle.lock_experiment(session, experiment_id)
-            session.refresh(attempt)
             # An API outage is not the worker's fault: count silence only while an API was up.
             last_sign = max(_ms(attempt.heartbeat_at), up_since)
             if now - last_sign <= lease_ms:
@@ -104,7 +103,7 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
     """Make Redis agree with the database. Reads the database first, then Redis, so a claim
     racing with this shows up as leased, never as missing."""
     report = ReconcileReport(waiting_settled=settle_waiting(runtime))
-    with session_scope(runtime.engine) as session:
+    with read_session(runtime.engine) as session:
         queued = session.exec(
             select(Experiment).where(Experiment.status == ExperimentStatus.queued)
         ).all()
@@ -130,7 +129,7 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
             )
             report.leases_restored += 1
     if ready:
-        with session_scope(runtime.engine) as session:
+        with read_session(runtime.engine) as session:
             statuses = dict(
                 session.exec(
                     select(Experiment.id, Experiment.status).where(

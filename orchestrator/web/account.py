@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from sqlmodel import Session
 
-from orchestrator.api.deps import RuntimeDep, SessionDep
-from orchestrator.db import commit
+from orchestrator.api.deps import ReadSessionDep, RuntimeDep, SessionDep
 from orchestrator.errors import Conflict, Invalid
 from orchestrator.models import User, WorkerToken
 from orchestrator.models.secret import MAX_SECRET_BYTES
@@ -32,7 +31,7 @@ def _tokens_page(
 
 
 @router.get("/tokens")
-def tokens_page(request: Request, session: SessionDep, user: WebUser) -> Response:
+def tokens_page(request: Request, session: ReadSessionDep, user: WebUser) -> Response:
     return _tokens_page(request, session, user)
 
 
@@ -44,7 +43,6 @@ def create_token(
     name: Annotated[str, Form(min_length=1, max_length=100)],
 ) -> Response:
     _, secret = accounts.create_worker_token(session, name=name.strip() or "worker", owner=user)
-    commit(session)
     # Rendered, not redirected: the token must not travel in a flash cookie. Shown this once.
     return _tokens_page(request, session, user, created=secret)
 
@@ -52,12 +50,11 @@ def create_token(
 @router.post("/tokens/{token_id}/revoke", dependencies=[CsrfChecked])
 def revoke_token(token_id: int, session: SessionDep, user: WebUser) -> Response:
     row = accounts.revoke_worker_token(session, token_id=token_id, by=user)
-    commit(session)
     return redirect("/ui/tokens", f"Token {row.name!r} revoked: its workers are refused.")
 
 
 @router.get("/secrets")
-def secrets_page(request: Request, session: SessionDep, user: WebUser) -> Response:
+def secrets_page(request: Request, session: ReadSessionDep, user: WebUser) -> Response:
     rows = user_secrets.list_for(session, user=user)
     return render(request, "secrets.html", context(request, user, secrets=rows))
 
@@ -74,7 +71,6 @@ def set_secret(
         user_secrets.put(session, runtime.settings, user=user, name=name.strip(), value=value)
     except Invalid as exc:
         return redirect("/ui/secrets", exc.message)
-    commit(session)
     return redirect("/ui/secrets", f"Secret {name.strip()} set.")
 
 
@@ -85,5 +81,4 @@ def delete_secret(name: str, session: SessionDep, user: WebUser) -> Response:
     except Conflict as exc:
         session.rollback()
         return redirect("/ui/secrets", exc.message)
-    commit(session)
     return redirect("/ui/secrets", f"Secret {name} deleted.")

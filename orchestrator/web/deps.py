@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
-from orchestrator.api.deps import RuntimeDep, SessionDep
+from orchestrator.api.deps import RuntimeDep
+from orchestrator.db import read_session
 from orchestrator.errors import BatonError, Forbidden, NotAuthenticated
 from orchestrator.models import User
 from orchestrator.web import fmt
@@ -40,10 +41,11 @@ async def get_web_session(request: Request, runtime: RuntimeDep) -> WebSession |
 WebSessionDep = Annotated[WebSession | None, Depends(get_web_session)]
 
 
-def get_web_user(request: Request, session: SessionDep, current: WebSessionDep) -> User:
+def get_web_user(request: Request, runtime: RuntimeDep, current: WebSessionDep) -> User:
     if current is None or current.user_id is None:
         raise NotAuthenticated("log in first")
-    user = session.get(User, current.user_id)
+    with read_session(runtime.engine) as session:  # its own, like the API's (api/deps.py)
+        user = session.get(User, current.user_id)
     if user is None or not user.is_active:
         raise NotAuthenticated("user not found or disabled")
     request.state.web_session = current

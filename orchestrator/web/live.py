@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from orchestrator.api.deps import RuntimeDep, SessionDep
+from orchestrator.api.deps import ReadSessionDep, RuntimeDep
 from orchestrator.models import User
 from orchestrator.web import views
 from orchestrator.web.deps import WebUser, context, render_fragment
@@ -32,7 +32,7 @@ def _json(body: dict[str, Any]) -> JSONResponse:
 
 @router.get("/overview")
 def overview(
-    request: Request, session: SessionDep, runtime: RuntimeDep, user: WebUser
+    request: Request, session: ReadSessionDep, runtime: RuntimeDep, user: WebUser
 ) -> JSONResponse:
     data = views.overview_data(session, runtime, user)
     return _json(_reply(request, user, "overview", views.OVERVIEW_SECTIONS, data))
@@ -42,7 +42,7 @@ def overview(
 def experiment(
     experiment_id: int,
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     runtime: RuntimeDep,
     user: WebUser,
     log_attempt: Annotated[int | None, Query(ge=1)] = None,
@@ -66,7 +66,7 @@ def experiment(
 
 @router.get("/workers/{worker_id}")
 def worker(
-    worker_id: int, request: Request, session: SessionDep, runtime: RuntimeDep, user: WebUser
+    worker_id: int, request: Request, session: ReadSessionDep, runtime: RuntimeDep, user: WebUser
 ) -> JSONResponse:
     data = views.worker_data(session, runtime, user, worker_id)
     return _json(_reply(request, user, "worker", views.WORKER_SECTIONS, data))

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
-from orchestrator.api.deps import ClientAddress, RuntimeDep, SessionDep
-from orchestrator.db import commit
+from orchestrator.api.deps import ClientAddress, ReadSessionDep, RuntimeDep, SessionDep
 from orchestrator.errors import Conflict, NotAuthenticated, TooManyRequests
 from orchestrator.models import ExperimentStatus
 from orchestrator.services import accounts, experiments, fleet
@@ -100,7 +99,7 @@ def logout(runtime: RuntimeDep) -> Response:
 
 @router.get("")
 def overview_page(
-    request: Request, session: SessionDep, runtime: RuntimeDep, user: WebUser
+    request: Request, session: ReadSessionDep, runtime: RuntimeDep, user: WebUser
 ) -> Response:
     data = views.overview_data(session, runtime, user)
     return render(request, "overview.html", context(request, user, **data))
@@ -109,7 +108,7 @@ def overview_page(
 @router.get("/experiments")
 def experiments_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     user: WebUser,
     status: ExperimentStatus | None = None,
     cursor: Annotated[int | None, Query(ge=1)] = None,
@@ -129,7 +128,11 @@ def experiments_page(
 
 @router.get("/experiments/{experiment_id}")
 def experiment_page(
-    experiment_id: int, request: Request, session: SessionDep, runtime: RuntimeDep, user: WebUser
+    experiment_id: int,
+    request: Request,
+    session: ReadSessionDep,
+    runtime: RuntimeDep,
+    user: WebUser,
 ) -> Response:
     data = views.experiment_data(session, runtime, user, experiment_id)
     return render(request, "experiment.html", context(request, user, **data))
@@ -142,7 +145,6 @@ def _act(session: Session, back: str, action: Callable[[], Any], done: str) -> R
     except Conflict as exc:
         session.rollback()
         return redirect(back, exc.message)
-    commit(session)
     return redirect(back, done)
 
 
@@ -172,7 +174,7 @@ def retry_experiment(
 
 @router.get("/workers/{worker_id}")
 def worker_page(
-    worker_id: int, request: Request, session: SessionDep, runtime: RuntimeDep, user: WebUser
+    worker_id: int, request: Request, session: ReadSessionDep, runtime: RuntimeDep, user: WebUser
 ) -> Response:
     data = views.worker_data(session, runtime, user, worker_id)
     return render(request, "worker.html", context(request, user, **data))
@@ -186,7 +188,6 @@ def drain_worker(
     draining: Annotated[bool, Form()] = True,
 ) -> Response:
     fleet.set_draining(session, worker_id=worker_id, draining=draining)
-    commit(session)
     done = "finishes its current job and takes no more" if draining else "takes jobs again"
     return redirect(f"/ui/workers/{worker_id}", f"Worker {worker_id} {done}.")
 
@@ -195,6 +196,5 @@ def drain_worker(
 def revoke_worker_token(worker_id: int, session: SessionDep, admin: WebAdmin) -> Response:
     worker = fleet.get_worker(session, worker_id)
     token = accounts.revoke_worker_token(session, token_id=worker.token_id)
-    commit(session)
     message = f"Token {token.name!r} revoked: its workers are refused from their next call."
     return redirect(f"/ui/workers/{worker_id}", message)

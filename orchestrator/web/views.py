@@ -18,16 +18,11 @@ EXPERIMENT_SECTIONS = ("summary", "attempts", "checkpoints", "metrics")
 WORKER_SECTIONS = ("details", "attempts")
 
 
-def _end_read(session: Session) -> None:
-    # On SQLite every transaction holds the write lock: give it back before rendering.
-    session.commit()
-
-
 def overview_data(session: Session, runtime: Runtime, user: User) -> dict[str, Any]:
     fleet_now = overview.Fleet.load(session, utcnow())
     jobs = overview.running(session, user)
     week = usage.report(session, runtime.settings)
-    data = {
+    return {
         "queue": overview.queue_depths(session, user),
         "running": [r for r in jobs if r.visible],
         "workers": overview.worker_rows(fleet_now, jobs, week, runtime.settings),
@@ -36,8 +31,6 @@ def overview_data(session: Session, runtime: Runtime, user: User) -> dict[str, A
         "utilization": fleet_now.utilization_chart(),
         "events": overview.recent_events(session, user),
     }
-    _end_read(session)
-    return data
 
 
 def experiment_data(
@@ -50,7 +43,6 @@ def experiment_data(
     log_offset: int = 0,
 ) -> dict[str, Any]:
     view = details.experiment_view(session, user=user, experiment_id=experiment_id)
-    _end_read(session)
     log = details.log_view(
         runtime.engine,
         user=user,
@@ -68,6 +60,4 @@ def worker_data(session: Session, runtime: Runtime, user: User, worker_id: int) 
     )
     week = usage.report(session, runtime.settings)
     row = overview.worker_row(utcnow(), worker, job, week, runtime.settings)
-    data = {"row": row, "view": details.worker_view(session, user=user, worker=worker)}
-    _end_read(session)
-    return data
+    return {"row": row, "view": details.worker_view(session, user=user, worker=worker)}
