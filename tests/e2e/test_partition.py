@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Baton
-from tests.support import netns
+from tests.support import hosts, netns
 from tests.support.stack import Proc, wait_until
 from worker.jobs.counter import expected_digest
 
@@ -30,7 +30,7 @@ COUNTER = {
 
 @pytest.fixture
 def island() -> Iterator[netns.Island]:
-    problem = netns.unavailable()
+    problem = hosts.unavailable()
     if problem is not None:
         pytest.skip(problem)
     with netns.island() as made:

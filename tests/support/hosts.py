@@ -40,7 +40,7 @@ MGMT_NET = "198.19"  # 198.19.K.0/30: the test's own link to the control plane
 LOCK = Path("/tmp/baton-topology.lock")
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
 
@@ -62,15 +62,15 @@ def unavailable() -> str | None:
         if shutil.which(tool) is None:
             return f"needs {tool!r} on PATH"
     probe = f"{PREFIX}probe-{os.getpid()}"
-    made = _ip("netns", "add", probe, check=False)
+    made = run_ip("netns", "add", probe, check=False)
     if made.returncode != 0:
         return f"`ip netns add` fails here: {made.stderr.strip()}"
-    _ip("netns", "delete", probe, check=False)
+    run_ip("netns", "delete", probe, check=False)
     return None
 
 
 def netns_pids(netns: str) -> list[int]:
-    listed = _ip("netns", "pids", netns, check=False).stdout
+    listed = run_ip("netns", "pids", netns, check=False).stdout
     return [int(pid) for pid in listed.split()]
 
 
@@ -92,12 +92,12 @@ def remove_user(name: str) -> None:
 def clean_stale() -> None:
     """Remove namespaces, users and run dirs of test processes that no longer exist."""
     owner = re.compile(rf"^{re.escape(PREFIX)}(?:nb-)?(\d+)-")
-    for line in _ip("netns", "list", check=False).stdout.splitlines():
+    for line in run_ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         match = owner.match(name)
         if match and not _pid_alive(int(match.group(1))):
             kill_netns(name)
-            _ip("netns", "delete", name, check=False)
+            run_ip("netns", "delete", name, check=False)
     for entry in Path("/etc/passwd").read_text().splitlines():
         name = entry.split(":", 1)[0]
         match = owner.match(name)
@@ -197,8 +197,8 @@ class Topology:
 
     def _namespace(self, role: str) -> str:
         name = f"{PREFIX}{self.tag}-{role}"
-        _ip("netns", "add", name)
-        _ip("-n", name, "link", "set", "lo", "up")
+        run_ip("netns", "add", name)
+        run_ip("-n", name, "link", "set", "lo", "up")
         # IPv4 only: no link-local v6 addresses, no neighbour discovery on our links.
         subprocess.run(
             ["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
@@ -210,7 +210,7 @@ class Topology:
     def _plug(self, netns: str, role: str, address: str) -> None:
         """A veth from ``netns`` (eth0) to a port of the switch's bridge."""
         port = f"p-{role}"
-        _ip(
+        run_ip(
             "-n",
             netns,
             "link",
@@ -224,9 +224,9 @@ class Topology:
             "netns",
             self.switch,
         )
-        _ip("-n", self.switch, "link", "set", port, "master", "br0", "up")
-        _ip("-n", netns, "addr", "add", f"{address}/24", "dev", "eth0")
-        _ip("-n", netns, "link", "set", "eth0", "up")
+        run_ip("-n", self.switch, "link", "set", port, "master", "br0", "up")
+        run_ip("-n", netns, "addr", "add", f"{address}/24", "dev", "eth0")
+        run_ip("-n", netns, "link", "set", "eth0", "up")
 
     def add_notebook(self, role: str, hidden: Sequence[Path]) -> NotebookHost:
         netns = self._namespace(role)
@@ -277,18 +277,18 @@ class Topology:
             self.control_plane.netns,
             self.switch,
         ]:
-            _ip("netns", "delete", netns, check=False)
+            run_ip("netns", "delete", netns, check=False)
         # The mgmt veth went with its peer's namespace; make sure of it.
-        _ip("link", "delete", self.mgmt_device, check=False)
+        run_ip("link", "delete", self.mgmt_device, check=False)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def _free_index() -> int:
+def free_mgmt_index() -> int:
     """A K no other live run uses for its 198.19.K.0/30 link in the root namespace."""
     used = {
         int(m.group(1))
         for m in re.finditer(
-            rf"inet {re.escape(MGMT_NET)}\.(\d+)\.", _ip("-4", "-o", "addr").stdout
+            rf"inet {re.escape(MGMT_NET)}\.(\d+)\.", run_ip("-4", "-o", "addr").stdout
         )
     }
     for index in range(1 + secrets.randbelow(200), 255):
@@ -311,7 +311,7 @@ def topology() -> Iterator[Topology]:
     LOCK.touch()
     with LOCK.open() as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        index = _free_index()
+        index = free_mgmt_index()
         mgmt = f"bt{tag.replace('-', '')}"[:15]
         topo = Topology(
             tag=tag,
@@ -323,18 +323,18 @@ def topology() -> Iterator[Topology]:
         )
         try:
             topo.switch = topo._namespace("sw")
-            _ip("-n", topo.switch, "link", "add", "br0", "type", "bridge")
-            _ip("-n", topo.switch, "link", "set", "br0", "up")
+            run_ip("-n", topo.switch, "link", "add", "br0", "type", "bridge")
+            run_ip("-n", topo.switch, "link", "set", "br0", "up")
             cp_ns = topo._namespace("cp")
             topo.control_plane = Host("cp", cp_ns, topo.control_plane.address)
             topo._plug(cp_ns, "cp", topo.control_plane.address)
-            _ip("link", "add", mgmt, "type", "veth", "peer", "name", "mgmt0", "netns", cp_ns)
-            _ip("addr", "add", f"{MGMT_NET}.{index}.1/30", "dev", mgmt)
-            _ip("link", "set", mgmt, "up")
-            _ip("-n", cp_ns, "addr", "add", f"{MGMT_NET}.{index}.2/30", "dev", "mgmt0")
-            _ip("-n", cp_ns, "link", "set", "mgmt0", "up")
+            run_ip("link", "add", mgmt, "type", "veth", "peer", "name", "mgmt0", "netns", cp_ns)
+            run_ip("addr", "add", f"{MGMT_NET}.{index}.1/30", "dev", mgmt)
+            run_ip("link", "set", mgmt, "up")
+            run_ip("-n", cp_ns, "addr", "add", f"{MGMT_NET}.{index}.2/30", "dev", "mgmt0")
+            run_ip("-n", cp_ns, "link", "set", "mgmt0", "up")
             # The test reaches the control plane's bridge address through its own link.
-            _ip(
+            run_ip(
                 "route",
                 "add",
                 f"{BRIDGE_NET}.{index}.0/24",

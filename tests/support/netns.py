@@ -16,34 +16,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import secrets
-import shutil
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-NET = "198.19"
-LOCK = Path("/tmp/baton-topology.lock")
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
-
-
-def unavailable() -> str | None:
-    """Why a namespace cannot be made here, or None when it can."""
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    if shutil.which("ip") is None:
-        return "needs 'ip' (iproute2) on PATH"
-    probe = f"baton-{os.getpid()}-probe"
-    made = _ip("netns", "add", probe, check=False)
-    if made.returncode != 0:
-        return f"`ip netns add` fails here: {made.stderr.strip()}"
-    _ip("netns", "delete", probe, check=False)
-    return None
+from tests.support.hosts import (
+    LOCK,
+    MGMT_NET,
+    free_mgmt_index,
+    kill_netns,
+    netns_pids,
+    run_ip,
+)
 
 
 @dataclass(frozen=True)
@@ -59,23 +43,13 @@ class Island:
 
     def cut(self) -> None:
         """Take the link down: packets neither way, for every connection, at once."""
-        _ip("link", "set", self.link, "down")
+        run_ip("link", "set", self.link, "down")
 
     def mend(self) -> None:
-        _ip("link", "set", self.link, "up")
+        run_ip("link", "set", self.link, "up")
 
     def pids(self) -> list[int]:
-        return [int(pid) for pid in _ip("netns", "pids", self.netns, check=False).stdout.split()]
-
-
-def _free_index() -> int:
-    """A K no address of the root namespace uses in 198.19.K.0/24."""
-    listed = _ip("-4", "-o", "addr").stdout
-    used = {int(k) for k in re.findall(rf"inet {re.escape(NET)}\.(\d+)\.", listed)}
-    free = [k for k in range(1, 255) if k not in used]
-    if not free:
-        raise RuntimeError(f"every {NET}.K.0/30 link is taken")
-    return secrets.choice(free)
+        return netns_pids(self.netns)
 
 
 @contextlib.contextmanager
@@ -87,16 +61,16 @@ def island() -> Iterator[Island]:
     LOCK.touch()
     with LOCK.open() as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        index = _free_index()
-        made = Island(netns, link, f"{NET}.{index}.1", f"{NET}.{index}.2")
+        index = free_mgmt_index()
+        made = Island(netns, link, f"{MGMT_NET}.{index}.1", f"{MGMT_NET}.{index}.2")
         try:
-            _ip("netns", "add", netns)
-            _ip("-n", netns, "link", "set", "lo", "up")
-            _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns)
-            _ip("addr", "add", f"{made.outside}/30", "dev", link)
-            _ip("link", "set", link, "up")
-            _ip("-n", netns, "addr", "add", f"{made.inside}/30", "dev", "eth0")
-            _ip("-n", netns, "link", "set", "eth0", "up")
+            run_ip("netns", "add", netns)
+            run_ip("-n", netns, "link", "set", "lo", "up")
+            run_ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns)
+            run_ip("addr", "add", f"{made.outside}/30", "dev", link)
+            run_ip("link", "set", link, "up")
+            run_ip("-n", netns, "addr", "add", f"{made.inside}/30", "dev", "eth0")
+            run_ip("-n", netns, "link", "set", "eth0", "up")
         except BaseException:
             _remove(made)
             raise
@@ -107,12 +81,6 @@ def island() -> Iterator[Island]:
 
 
 def _remove(made: Island) -> None:
-    for _ in range(20):
-        pids = made.pids()
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-    _ip("netns", "delete", made.netns, check=False)
-    _ip("link", "delete", made.link, check=False)  # gone with its peer already; make sure
+    kill_netns(made.netns)
+    run_ip("netns", "delete", made.netns, check=False)
+    run_ip("link", "delete", made.link, check=False)  # gone with its peer already; make sure
