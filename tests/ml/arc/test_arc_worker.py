@@ -38,11 +38,19 @@ def test_ttt_killed_worker_resumes_elsewhere(
     experiment_id = baton.submit(name="arc ttt", kind="ml.arc.ttt", config=config)
     worker_a = baton.start_worker("worker-a")
 
-    def one_task_done() -> bool:
-        attempts = baton.get(experiment_id)["attempts"]
-        return bool(attempts) and (attempts[0]["progress_step"] or 0) >= 1
+    # The checkpoint that holds the first finished task: the last one the seeded straight run
+    # made before it reported that task done (uploads trail progress over the network).
+    messages = straight.messages()
+    first_done = next(
+        i for i, m in enumerate(messages) if m["type"] == "progress" and m["step"] >= 1
+    )
+    holds_a_task = max(m["step"] for m in messages[:first_done] if m["type"] == "checkpoint")
 
-    wait_until(one_task_done, timeout=240, interval=0.2, what="the first task to finish")
+    def one_task_saved() -> bool:
+        attempts = baton.get(experiment_id)["attempts"]
+        return bool(attempts) and (attempts[0]["last_checkpoint_step"] or -1) >= holds_a_task
+
+    wait_until(one_task_saved, timeout=240, interval=0.2, what="the first task's checkpoint")
     worker_a.signal(signal.SIGKILL)
     worker_a.popen.wait(10)
     baton.start_worker("worker-b")
