@@ -36,6 +36,11 @@ READS: list[tuple[Any, str, str, str]] = [
     (client_types.UsageReport, "get", "/api/v1/platforms/usage", "200"),
     (client_types.Bootstrap, "get", "/api/v1/bootstrap/{platform}", "200"),
     (client_types.Bundle, "post", "/api/v1/bundles", "201"),
+    (client_types.WorkerTokenCreated, "post", "/api/v1/worker-tokens", "201"),
+    (list[client_types.WorkerToken], "get", "/api/v1/worker-tokens", "200"),
+    (client_types.WorkerToken, "delete", "/api/v1/worker-tokens/{token_id}", "200"),
+    (client_types.Secret, "put", "/api/v1/secrets/{name}", "200"),
+    (list[client_types.Secret], "get", "/api/v1/secrets", "200"),
 ]
 ANY = frozenset({"string", "integer", "number", "boolean", "null", "object", "array"})
 

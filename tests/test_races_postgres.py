@@ -229,7 +229,7 @@ def _user(runtime: Runtime) -> User:
 def _fleet(runtime: Runtime) -> Fleet:
     user = _user(runtime)
     with session_scope(runtime.engine) as session:
-        token, _ = accounts.create_worker_token(session, name="racer", created_by=user)
+        token, _ = accounts.create_worker_token(session, name="racer", owner=user)
         session.flush()
         worker = leases.register_worker(session, token=token, data=WorkerRegister(name="w"))
         assert worker.id is not None
