@@ -16,20 +16,10 @@ pytestmark = pytest.mark.e2e
 ADMIN = ("admin@example.com", "password123")
 
 
-class Baton:
-    """A running stack and what a test needs to drive it over HTTP."""
+class ExperimentsClient:
+    """Submit and read experiments through a logged-in ``http`` client."""
 
-    def __init__(self, stack: Stack, settings: Settings) -> None:
-        self.stack = stack
-        self.settings = settings
-        create_user(settings, ADMIN[0], ADMIN[1], admin=True)
-        self.worker_token = create_worker_token(settings)
-        self.http = httpx.Client(base_url=stack.url, timeout=30)
-
-    def login(self) -> None:
-        reply = self.http.post("/auth/login", data={"username": ADMIN[0], "password": ADMIN[1]})
-        reply.raise_for_status()
-        self.http.headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
+    http: httpx.Client
 
     def submit(self, **body: Any) -> int:
         reply = self.http.post("/api/v1/experiments", json=body)
@@ -49,10 +39,32 @@ class Baton:
             body = self.get(experiment_id)
             return body if body["status"] in statuses else None
 
+        result: dict[str, Any] = wait_until(
+            reached, timeout=timeout, interval=0.2, what=f"status in {statuses}"
+        )
+        return result
+
+
+class Baton(ExperimentsClient):
+    """A running stack and what a test needs to drive it over HTTP."""
+
+    def __init__(self, stack: Stack, settings: Settings) -> None:
+        self.stack = stack
+        self.settings = settings
+        create_user(settings, ADMIN[0], ADMIN[1], admin=True)
+        self.worker_token = create_worker_token(settings)
+        self.http = httpx.Client(base_url=stack.url, timeout=30)
+
+    def login(self) -> None:
+        reply = self.http.post("/auth/login", data={"username": ADMIN[0], "password": ADMIN[1]})
+        reply.raise_for_status()
+        self.http.headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
+
+    def wait_status(
+        self, experiment_id: int, *statuses: str, timeout: float = 90
+    ) -> dict[str, Any]:
         try:
-            result: dict[str, Any] = wait_until(
-                reached, timeout=timeout, interval=0.2, what=f"status in {statuses}"
-            )
+            result = super().wait_status(experiment_id, *statuses, timeout=timeout)
         except AssertionError:
             logs = "\n".join(f"--- {p.name}\n{p.output()[-2500:]}" for p in self.stack.procs)
             raise AssertionError(

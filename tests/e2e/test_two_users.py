@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from orchestrator.db import make_engine
 from orchestrator.models import Attempt
-from tests.e2e.conftest import Baton
+from tests.e2e.conftest import Baton, ExperimentsClient
 from tests.support.api import create_user
 from tests.support.stack import SECRET, wait_until
 from tests.support.workers import forged_lease_calls
@@ -42,30 +42,11 @@ SHOW_ENV = b'env | sort\nwhile [ ! -e "$RELEASE_FILE" ]; do sleep 0.2; done\nech
 
 
 @dataclass
-class User:
+class User(ExperimentsClient):
     email: str
     http: httpx.Client
     token_id: int = 0
     token: str = ""
-
-    def submit(self, **body: Any) -> int:
-        reply = self.http.post("/api/v1/experiments", json=body)
-        assert reply.status_code == 201, reply.text
-        return int(reply.json()["id"])
-
-    def get(self, experiment_id: int) -> dict[str, Any]:
-        reply = self.http.get(f"/api/v1/experiments/{experiment_id}")
-        assert reply.status_code == 200, reply.text
-        body: dict[str, Any] = reply.json()
-        return body
-
-    def wait_status(self, experiment_id: int, *statuses: str, timeout: float = 90) -> Any:
-        return wait_until(
-            lambda: (b := self.get(experiment_id))["status"] in statuses and b,
-            timeout=timeout,
-            interval=0.2,
-            what=f"experiment {experiment_id} to be {statuses}",
-        )
 
     def log(self, experiment_id: int) -> str:
         reply = self.http.get(f"/api/v1/experiments/{experiment_id}/logs")
