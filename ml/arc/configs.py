@@ -139,6 +139,18 @@ class TrainSettings(_Strict):
         0, ge=0, description="mid-task checkpoints (0: only at task end and on stop)"
     )
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    # --- MARC fidelity (configs/arc/marc-*.json set these; the defaults keep Baton's
+    # earlier behaviour) ---
+    length_filter: Literal["after_cap", "before_cap"] = Field(
+        "after_cap",
+        description="when examples longer than model.max_seq_len are dropped: after the "
+        "max_examples cap (fewer examples for long tasks) or before it (MARC)",
+    )
+    demo_free_episodes: bool = Field(
+        False,
+        description="also train on episodes with no demonstration left in the prompt; MARC "
+        "does, and it is what gives a single-demonstration task its TTT examples",
+    )
 
     @model_validator(mode="after")
     def _batches(self) -> TrainSettings:
@@ -160,12 +172,28 @@ class InferenceSettings(_Strict):
         ge=0,
         description="cap new tokens at this times the largest demo output (0: no cap)",
     )
+    # --- MARC fidelity (configs/arc/marc-*.json set these; the defaults keep Baton's
+    # earlier behaviour) ---
+    demonstrations: Literal["all", "leave_one_out"] = Field(
+        "all",
+        description="prompt with every demonstration, or (MARC) one prompt per demonstration "
+        "left out; a task with a single demonstration keeps it",
+    )
+    long_prompts: Literal["skip", "drop_demonstrations"] = Field(
+        "skip",
+        description="a prompt over model.max_seq_len: skip it, or (MARC) drop demonstrations, "
+        "largest first, until it fits with room for an answer",
+    )
 
 
 class PromptSettings(_Strict):
     """Grid text format and prompt template; the defaults are the recipe's."""
 
-    grid_format: Literal["python_list", "digits"] = "python_list"
+    grid_format: Literal["python_list", "digits", "numpy"] = Field(
+        "python_list",
+        description="python_list: [[0, 1], [2, 3]]; digits: 01 newline 23; numpy: what "
+        "str() of an array prints, [[0 1] newline [2 3]] (MARC's checkpoints were trained on it)",
+    )
     system_prompt: str = RECIPE_SYSTEM_PROMPT
     input_header: str = ""
     output_header: str = ""
