@@ -31,6 +31,7 @@ from ml.arc.formatting import PromptBuilder
 from ml.arc.inference import as_attempts
 from ml.arc.modeling import GPURequiredError, check_quantization, load_model, save_adapter
 from ml.arc.scoring import complete_submission, score, write_submission
+from ml.arc.shards import gpu_shards, run_shards
 from ml.arc.solve import FAILED, LEVELS, TaskHooks, TaskOutcome, solve_task
 from ml.arc.state import RunState
 from ml.common.checkpoints import CheckpointError
@@ -46,10 +47,20 @@ WAIT_POLL_SECONDS = 1.0
 
 
 class TTTJob:
-    def __init__(self, ctx: JobContext, config: TTTJobConfig) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        config: TTTJobConfig,
+        shard_envs: list[dict[str, str]] | None = None,
+    ) -> None:
+        """``shard_envs``: one environment per process to split the tasks over (default: one
+        per visible GPU when there are several, see ml/arc/shards.py)."""
         self.ctx, self.cfg = ctx, config
         self.device = choose_device(config.model.device)
         check_quantization(config.model, self.device)
+        self.shard_envs = (
+            gpu_shards(self.device, config.limits) if shard_envs is None else shard_envs
+        )
         self.config_json = config.model_dump(mode="json")
         self.config_hash = config_hash(self.config_json)
         self.precision = device_precision(self.device)
@@ -60,28 +71,40 @@ class TTTJob:
 
     def run(self) -> int:
         seed_everything(self.cfg.seed)
-        with tempfile.TemporaryDirectory(prefix="arc-ttt-") as work:
-            self.state = self._open_state(Path(work))
-            self._write_env_stamp()
-            tasks = load_tasks(self.cfg.data)
-            self.model, tokenizer = load_model(self.cfg.model, self.device)
-            self.builder = PromptBuilder(self.cfg.prompt, tokenizer)
-            with MetricsLogger(
+        with (
+            tempfile.TemporaryDirectory(prefix="arc-ttt-") as work,
+            MetricsLogger(
                 self.output_dir,
                 run_name=f"{self.cfg.run_name}-attempt{self.ctx.attempt}",
                 config=self.config_json,
                 tensorboard=self.cfg.tensorboard,
-            ) as self.metrics:
-                skipped = [task.task_id for task in tasks if task.task_id in self.state.predictions]
-                for task in tasks:
-                    if task.task_id in self.state.predictions:
-                        continue
-                    if self.ctx.should_stop() or not self._solve(task):
-                        log.info("stop requested: checkpointed, exiting")
-                        return 0
-                    self._report_progress(tasks)
-                self._finish(tasks, skipped)
+            ) as self.metrics,
+        ):
+            self.state = self._open_state(Path(work) / "state")
+            self._write_env_stamp()
+            tasks = load_tasks(self.cfg.data)
+            skipped = [task.task_id for task in tasks if task.task_id in self.state.predictions]
+            if len(self.shard_envs) > 1:
+                stopped = run_shards(self, tasks, self.shard_envs, Path(work))
+            else:
+                stopped = self._run_tasks(tasks)
+            if stopped is not None:
+                return stopped
+            self._finish(tasks, skipped)
         return 0
+
+    def _run_tasks(self, tasks: list[ArcTask]) -> int | None:
+        """Solve the unfinished tasks here; None when all are done, 0 when stopped."""
+        self.model, tokenizer = load_model(self.cfg.model, self.device)
+        self.builder = PromptBuilder(self.cfg.prompt, tokenizer)
+        for task in tasks:
+            if task.task_id in self.state.predictions:
+                continue
+            if self.ctx.should_stop() or not self._solve(task):
+                log.info("stop requested: checkpointed, exiting")
+                return 0
+            self._report_progress(tasks)
+        return None
 
     def _open_state(self, work: Path) -> RunState:
         source = self.ctx.resume()
@@ -121,7 +144,7 @@ class TTTJob:
                 task, TaskOutcome([[] for _ in task.test_inputs], {"ttt": FAILED})
             )
         plan = replace(plan, level=max(plan.level, level))
-        self._checkpoint()  # the task is in flight: a death during it is counted on resume
+        self.checkpoint()  # the task is in flight: a death during it is counted on resume
         outcome = solve_task(
             self.model,
             self.builder,
@@ -143,7 +166,7 @@ class TTTJob:
         release_cached_memory()
         if outcome.guesses is None:
             self.state.stopped(task.task_id)
-            self._checkpoint()
+            self.checkpoint()
             return False
         self.clock.record(outcome.stats)
         return self._finished(task, outcome)
@@ -151,7 +174,7 @@ class TTTJob:
     def _finished(self, task: ArcTask, outcome: TaskOutcome) -> bool:
         assert outcome.guesses is not None
         self.state.finish(task.task_id, as_attempts(outcome.guesses), outcome.stats)
-        self._checkpoint()
+        self.checkpoint()
         if task.test_outputs is not None:
             solved = score([task], {task.task_id: self.state.predictions[task.task_id]})
             self.metrics.log(len(self.state.finished), task_solved_outputs=solved.solved_outputs)
@@ -171,7 +194,7 @@ class TTTJob:
         shutil.rmtree(target, ignore_errors=True)
         save_adapter(peft_model, target)
 
-    def _checkpoint(self) -> None:
+    def checkpoint(self) -> None:
         step = self.state.next_step()
         self.state.save()
         self.ctx.checkpoint(self.state.root, step)
