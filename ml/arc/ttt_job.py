@@ -63,7 +63,9 @@ class TTTJob:
         )
         self.config_json = config.model_dump(mode="json")
         self.config_hash = config_hash(self.config_json)
-        self.precision = device_precision(self.device)
+        # A coordinator of GPU shards loads no model: asking CUDA for the capability would
+        # start a CUDA context (hundreds of MB) on the first GPU for nothing.
+        self.precision = None if len(self.shard_envs) > 1 else device_precision(self.device)
         self.output_dir = ctx.output_dir or Path("baton-run") / "output"
         self.restarted: list[str] = []
         """Tasks a previous attempt died during, restarted here from their beginning."""
@@ -123,7 +125,11 @@ class TTTJob:
                 "experiment_id": self.ctx.experiment_id,
                 "attempt": self.ctx.attempt,
                 "resumed_from_step": self.ctx.resume_step,
-                "precision": self.precision.describe(),
+                "precision": (
+                    self.precision.describe()
+                    if self.precision
+                    else f"one process per GPU ({len(self.shard_envs)})"
+                ),
             },
         )
         write_env_stamp(self.output_dir / "run-records" / f"attempt-{self.ctx.attempt}.json", stamp)

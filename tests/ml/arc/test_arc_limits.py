@@ -214,3 +214,29 @@ def test_the_job_waits_for_the_stop_instead_of_starting_a_task_it_cannot_finish(
         process.wait()
     assert not run.messages("result") and not run.messages("progress")
     assert run.latest_checkpoint() is None  # nothing was started, so nothing changed
+
+
+def test_a_full_arc_run_checkpoint_stays_far_under_50_mb(tmp_path: Path) -> None:
+    """The worst case of ARC-AGI-1's evaluation set: 419 test outputs, every attempt a full
+    30x30 grid, every task with an out-of-memory story in its stats; no rank enters."""
+    state = RunState(tmp_path, "0" * 64)
+    grid = [[9] * 30 for _ in range(30)]
+    stats = {
+        "examples": 250,
+        "steps": 250,
+        "total_steps": 250,
+        "final_loss": 0.0123456789,
+        "train_seconds": 412.345,
+        "seconds": 431.987,
+        "ttt": "reduced",
+        "oom": [{"level": "full", "error": "CUDA out of memory. " + "x" * 180}],
+    }
+    for i in range(400):
+        task_id = f"{i:08x}"
+        state.predictions[task_id] = [{"attempt_1": grid, "attempt_2": grid}] * (1 + (i < 19))
+        state.task_stats[task_id] = stats
+        state.finished.append(task_id)
+    state.save()
+    size = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [PREDICTIONS_FILE, STATE_FILE]
+    assert size < 2.5 * 1024**2 < 50 * 1024**2

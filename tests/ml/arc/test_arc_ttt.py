@@ -15,6 +15,7 @@ from ml.arc.modeling import (
     check_quantization,
     detach_lora,
     load_model,
+    prepare_base,
 )
 from ml.arc.ttt import (
     IGNORE_INDEX,
@@ -227,3 +228,17 @@ def test_fp16_with_a_grad_scaler_trains_the_fp32_adapter(base) -> None:
     assert outcome.steps == outcome.total_steps and all(map(math.isfinite, outcome.losses))
     assert {p.dtype for p in after.values()} == {torch.float32}  # master weights stay fp32
     assert any(not torch.equal(before[n], p) for n, p in after.items())
+
+
+def test_preparing_a_16_bit_base_keeps_its_embeddings_and_head_16_bit() -> None:
+    """What a 4-bit load leaves outside the 4-bit layers (embeddings, head, norms) is not
+    upcast to fp32, as peft's prepare_model_for_kbit_training would (~3.9 GiB on 8B)."""
+    from arc_fixtures import tiny_llama
+
+    model = tiny_llama(vocab_size=64).to(torch.float16)
+    prepared = prepare_base(model, ModelSettings(load_in_4bit=True))
+    assert {p.dtype for p in prepared.parameters()} == {torch.float16}
+    assert prepared.get_input_embeddings().weight.dtype == torch.float16
+    assert prepared.get_output_embeddings().weight.dtype == torch.float16
+    assert not any(p.requires_grad for p in prepared.parameters())
+    assert prepared.is_activation_checkpointing
