@@ -20,7 +20,6 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -29,10 +28,11 @@ import torch
 from ml.arc.configs import TTTJobConfig
 from ml.arc.data import ArcTask, Episode, batched
 from ml.arc.formatting import PromptBuilder
-from ml.arc.inference import generate, queries, token_budget
+from ml.arc.inference import fit_prompt, generate, queries
 from ml.arc.memory import GIB, LlamaShape
-from ml.arc.modeling import attach_lora, compute_dtype, detach_lora, prepare_base
-from ml.arc.ttt import AdapterTrainer, training_set
+from ml.arc.modeling import attach_lora, detach_lora, prepare_base
+from ml.arc.ttt import AdapterTrainer, EncodedExample, training_set
+from ml.common.precision import device_precision
 from ml.common.seeding import derive_seed
 
 DECODER_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -58,24 +58,33 @@ def llama_config(shape: LlamaShape, tokenizer: Any, max_positions: int) -> Any:
     )
 
 
-def build_random_model(config: TTTJobConfig, model_config: Any, device: str) -> Any:
+def build_random_model(
+    config: TTTJobConfig, model_config: Any, device: str, findings: list[str]
+) -> Any:
     """A random Llama on ``device`` in the form ``ml.arc.modeling.load_model`` returns.
 
     Nothing touches the disk: the model is initialised on the device in the compute dtype
     (8B in bf16 is 16 GB: fine on the check's 140 GB card), then, for 4-bit, every decoder
     projection is swapped for an NF4 ``Linear4bit`` the way transformers' bitsandbytes
     loader builds it (double quantisation, compute dtype as the job's), freeing the 16-bit
-    weight as it goes. ``prepare_base`` is the job's own.
+    weight as it goes. ``prepare_base`` is the job's own; if it fails on this machine's
+    transformers, the failure goes to ``findings`` and the check carries on without it.
     """
     from transformers import AutoModelForCausalLM
 
-    dtype = compute_dtype(device)
+    dtype = device_precision(device).dtype
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(model_config, dtype=dtype)
     if config.model.load_in_4bit:
         quantise_decoder(model, dtype, device)
-    return prepare_base(model, config.model)
+    try:
+        return prepare_base(model, config.model)
+    except AttributeError as error:
+        findings.append(f"ml.arc.modeling.prepare_base fails here: {error}")
+    model.requires_grad_(False)
+    set_checkpointing(model, config.model.gradient_checkpointing)
+    return model
 
 
 def quantise_decoder(model: Any, dtype: torch.dtype, device: str) -> None:
@@ -176,34 +185,49 @@ def phase(record: dict[str, Any], device: str) -> Iterator[None]:
     release_memory()
 
 
+def ttt_set(
+    builder: PromptBuilder, task: ArcTask, config: TTTJobConfig
+) -> tuple[list[EncodedExample], float]:
+    """The task's TTT examples as the job builds them, and the seconds that took (the job
+    pays them on its CPU for every task, before the first step)."""
+    started = time.perf_counter()
+    examples = training_set(
+        task,
+        config.train,
+        builder,
+        seed=derive_seed(config.seed, task.task_id),
+        max_seq_len=config.model.max_seq_len,
+    )
+    return examples, time.perf_counter() - started
+
+
 def measure_task(
     model: Any,
     builder: PromptBuilder,
     task: ArcTask,
     config: TTTJobConfig,
+    ttt: tuple[list[EncodedExample], float],
     *,
     device: str,
     train_steps: int,
     new_tokens: int,
 ) -> dict[str, Any]:
-    """Train ``train_steps`` steps on the task's longest TTT examples, then generate one
-    inference batch; the full-recipe seconds are extrapolated from the measured rates."""
-    seed = derive_seed(config.seed, task.task_id)
-    started = time.perf_counter()
-    examples = training_set(
-        task, config.train, builder, seed=seed, max_seq_len=config.model.max_seq_len
-    )
+    """Train ``train_steps`` steps on the task's longest TTT examples (``ttt``, from
+    :func:`ttt_set`), then prefill and decode its largest inference batch; the full recipe's
+    seconds are extrapolated from the measured rates."""
+    examples, set_seconds = ttt
     lengths = [len(example.input_ids) for example in examples]
     record: dict[str, Any] = {
         "task": task.task_id,
         "gradient_checkpointing": config.model.gradient_checkpointing,
-        "ttt_set_seconds": time.perf_counter() - started,
+        "ttt_set_seconds": set_seconds,
         "examples": len(examples),
         "max_example_tokens": max(lengths, default=0),
         "recipe_steps": config.train.epochs * math.ceil(len(examples) / config.train.batch_size),
         "recipe_train_tokens": config.train.epochs * sum(lengths),
     }
     set_checkpointing(model, config.model.gradient_checkpointing)
+    seed = derive_seed(config.seed, task.task_id)
     predictor = attach_lora(model, config.lora, seed) if examples else model
     try:
         if examples:
@@ -219,7 +243,7 @@ def measure_task(
 def train_phase(
     model: Any,
     builder: PromptBuilder,
-    examples: list[Any],
+    examples: list[EncodedExample],
     config: TTTJobConfig,
     device: str,
     steps: int,
@@ -236,6 +260,7 @@ def train_phase(
             seed=0,
             device=device,
             pad_id=builder.tokenizer.pad_token_id,
+            precision=device_precision(device),
         )
         for _ in range(min(steps, trainer.total_steps)):
             tokens = sum(len(chosen[i].input_ids) for i in trainer.batch_indices(trainer.step))
@@ -246,7 +271,8 @@ def train_phase(
             record["step_seconds"].append(time.perf_counter() - started)
             record["step_tokens"].append(tokens)
             record["steps"] += 1
-        # The job frees the trainer and its optimizer state before inference.
+        # As the job does: the optimizer state goes before inference.
+        trainer.release()
         del trainer
     # The first step pays for kernel selection and allocator warm-up; skip it if we can.
     timed = slice(1, None) if record["steps"] > 1 else slice(None)
@@ -263,20 +289,20 @@ def inference_phase(
     device: str,
     new_tokens: int,
 ) -> dict[str, Any]:
-    settings = config.inference
-    rng = np.random.default_rng(derive_seed(config.seed, task.task_id, "inference"))
-    batch = list(islice(queries(task, 0, settings, rng), settings.batch_size))
-    prompts = [builder.prompt(query.episode) for query in batch]
+    """Prefill and decode the recipe's largest inference batch of the task (the memory
+    worst case), under the job's autocast; list every batch the recipe would run."""
+    batches = recipe_batches(builder, task, config)
+    prompts, _ = max(batches, key=lambda batch: _tokens(builder, batch[0]))
     record: dict[str, Any] = {
         "batch": len(prompts),
         "prompt_tokens": _tokens(builder, prompts),
-        "recipe_batches": _recipe_batches(builder, task, config),
+        "recipe_batches": [[_tokens(builder, texts), budget] for texts, budget in batches],
     }
     steps = []
     head = model.get_output_embeddings()
     hook = head.register_forward_hook(lambda *_: steps.append(1))
     try:
-        with phase(record, device):
+        with phase(record, device), device_precision(device).autocast_context():
             timings = []
             for budget in (1, new_tokens):
                 steps.clear()
@@ -300,30 +326,44 @@ def _tokens(builder: PromptBuilder, texts: list[str]) -> int:
     return sum(len(ids) for ids in builder.tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
-def _recipe_batches(builder: PromptBuilder, task: ArcTask, config: TTTJobConfig) -> list[Any]:
-    """(prompt tokens, token budget) of every inference batch the recipe runs for the task."""
+def recipe_batches(
+    builder: PromptBuilder, task: ArcTask, config: TTTJobConfig
+) -> list[tuple[list[str], int]]:
+    """(prompts, token budget) of every generate call ``predict_task`` makes for the task:
+    its loop without the model (same queries, prompt fitting and duplicate skipping)."""
     settings = config.inference
     rng = np.random.default_rng(derive_seed(config.seed, task.task_id, "inference"))
-    batches = []
+    calls = []
     for test_index in range(len(task.test_inputs)):
+        seen: set[tuple[int, str]] = set()
         for batch in batched(queries(task, test_index, settings, rng), settings.batch_size):
-            prompts = [builder.prompt(query.episode) for query in batch]
-            budget = max(token_budget(builder, query.episode, settings) for query in batch)
-            batches.append([_tokens(builder, prompts), budget])
-    return batches
+            fitted = []
+            for query in batch:
+                prompt = fit_prompt(builder, query.episode, settings, config.model.max_seq_len)
+                key = (query.group, prompt.text) if prompt else None
+                if prompt is None or (settings.demonstrations == "leave_one_out" and key in seen):
+                    continue
+                seen.add((query.group, prompt.text))
+                fitted.append(prompt)
+            if fitted:
+                calls.append(([p.text for p in fitted], max(p.max_new_tokens for p in fitted)))
+    return calls
 
 
 def extrapolate(record: dict[str, Any]) -> dict[str, float] | None:
     """Seconds of the full recipe on this task from the measured rates (None after an OOM).
 
-    TTT: seconds per trained token x every token of every epoch. Inference: per batch, the
-    measured prefill rate x its prompt tokens + its token budget x seconds per new token.
+    TTT: building the TTT set + seconds per trained token x every token of every epoch.
+    Inference: per batch, the measured prefill rate x its prompt tokens + its token budget x
+    seconds per new token.
     """
     inference = record["inference"]
     train = record.get("train")
     if inference.get("oom") or (train is not None and train.get("oom")):
         return None
-    ttt = train["seconds_per_token"] * record["recipe_train_tokens"] if train else 0.0
+    ttt = record["ttt_set_seconds"]
+    if train:
+        ttt += train["seconds_per_token"] * record["recipe_train_tokens"]
     prefill_rate = inference["prefill_seconds"] / inference["prompt_tokens"]
     predict = sum(
         prefill_rate * tokens + budget * inference["seconds_per_token"]
