@@ -178,6 +178,11 @@ def phase(record: dict[str, Any], device: str) -> Iterator[None]:
         yield
     except torch.OutOfMemoryError as error:
         oom = str(error).splitlines()[0]
+    except RuntimeError as error:
+        # Some CUDA extensions (bitsandbytes among them) report OOM as a plain RuntimeError.
+        if "out of memory" not in str(error).lower():
+            raise
+        oom = str(error).splitlines()[0]
     record["oom"] = oom
     if device == "cuda":
         record["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB

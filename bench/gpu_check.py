@@ -121,6 +121,7 @@ class Check:
             "dry_run": profile.device != "cuda",
             "skipped": list(profile.skipped),
             "findings": [],
+            "errors": [],
             "environment": environment(profile.device),
             "arc": {},
         }
@@ -133,6 +134,12 @@ class Check:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / RESULTS_JSON).write_text(json.dumps(self.results, indent=1))
         (self.out / RESULTS_MD).write_text(report(self.results))
+
+    def fail(self, what: str, error: Exception) -> None:
+        """Record an error that is not an OOM (a bug, or this machine's libraries) and go on;
+        the command exits non-zero at the end."""
+        self.results["errors"].append(f"{what}: {type(error).__name__}: {error}"[:500])
+        self.save()
 
     def skip(self, what: str) -> None:
         self.results["skipped"].append(f"{what}: out of time ({self.left():.0f} s left)")
@@ -183,17 +190,21 @@ class Check:
             task = tasks[strata[stratum]["task"]]
             if task.task_id not in ttt_sets:
                 ttt_sets[task.task_id] = arcbench.ttt_set(builder, task, config)
-            with allocator_cap(cap, p.device):
-                run = arcbench.measure_task(
-                    model,
-                    builder,
-                    task,
-                    config,
-                    ttt_sets[task.task_id],
-                    device=p.device,
-                    train_steps=1 if cap else p.train_steps,
-                    new_tokens=p.new_tokens,
-                )
+            try:
+                with allocator_cap(cap, p.device):
+                    run = arcbench.measure_task(
+                        model,
+                        builder,
+                        task,
+                        config,
+                        ttt_sets[task.task_id],
+                        device=p.device,
+                        train_steps=1 if cap else p.train_steps,
+                        new_tokens=p.new_tokens,
+                    )
+            except Exception as error:  # noqa: BLE001 - one broken run must not lose the rest
+                self.fail(f"{name} {stratum} checkpointing={checkpointing} cap={cap}", error)
+                continue
             run.update(stratum=stratum, cap_gib=cap, predicted_gib=predicted(shape, config, run))
             entry["runs"].append(run)
             self.save()
@@ -366,25 +377,28 @@ def run(carry: Path, out: Path, *, dry_run: bool, deadline: float) -> dict[str, 
         )
         check.results["strata"] = strata
         check.save()
-        check.arc_model(
-            "8b", CONFIG_8B, profile.shape_8b, tokenizer, strata, tasks, compare_checkpointing=True
-        )
-        check.arc_model(
-            "1b",
-            CONFIG_1B,
-            profile.shape_1b,
-            tokenizer,
-            {"median": strata["median"]},
-            tasks,
-            compare_checkpointing=False,
-        )
-        amp = [None] if dry_run else ["float16", "bfloat16"]
+        models = [
+            ("8b", CONFIG_8B, profile.shape_8b, strata, True),
+            ("1b", CONFIG_1B, profile.shape_1b, {"median": strata["median"]}, False),
+        ]
+        for name, path, shape, chosen, compare in models:
+            try:
+                check.arc_model(
+                    name, path, shape, tokenizer, chosen, tasks, compare_checkpointing=compare
+                )
+            except Exception as error:  # noqa: BLE001 - a model that fails must not stop the rest
+                check.fail(f"ARC {name}", error)
+                arcbench.release_memory()
         check.results["video"] = []
-        for dtype in amp:
+        for dtype in [None] if dry_run else ["float16", "bfloat16"]:
             if check.left() < 20:
                 check.skip(f"ml.video amp={dtype}")
                 continue
-            step = video_step(profile.device, dtype, Path(scratch) / f"video-{dtype}")
+            try:
+                step = video_step(profile.device, dtype, Path(scratch) / f"video-{dtype}")
+            except Exception as error:  # noqa: BLE001 - as above
+                check.fail(f"ml.video amp={dtype}", error)
+                continue
             check.results["video"].append(step)
             check.save()
     check.save()
@@ -422,6 +436,8 @@ def report(results: dict[str, Any]) -> str:
             f"{step['seconds']:.1f} s, best val loss {step['best_val_loss']:.3f}, "
             f"test metrics finite: {step['finite']}"
         )
+    if results.get("errors"):
+        lines += ["", "Errors:", *[f"- {item}" for item in results["errors"]]]
     if results.get("findings"):
         lines += ["", "Findings:", *[f"- {item}" for item in results["findings"]]]
     if results["skipped"]:
@@ -497,6 +513,8 @@ def main() -> None:
     print((args.out / RESULTS_MD).read_text())
     if any("out of time" in item for item in results["skipped"]):
         print("gpu_check: some stages ran out of time (see skipped)", file=sys.stderr)
+    if results["errors"]:
+        sys.exit(f"gpu_check: {len(results['errors'])} run(s) failed (see errors)")
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ class Recipe:
     four_bit: bool = True
     gradient_checkpointing: bool = True
     ce_chunk: int | None = 1024
-    """Tokens per cross-entropy chunk; None: logits of the whole sequence at once."""
+    """Tokens per cross-entropy chunk (``ml.arc.ttt.LOSS_CHUNK_TOKENS``); None: all at once."""
     embeddings_fp32: bool = False
     """peft's ``prepare_model_for_kbit_training`` upcasts every non-4-bit weight to fp32."""
     inference_batch: int = 8

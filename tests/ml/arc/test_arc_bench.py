@@ -52,6 +52,7 @@ def test_gpu_check_dry_run_end_to_end(tmp_path: Path) -> None:
     assert any("4-bit" in item for item in results["skipped"])
     assert any("allocator cap" in item for item in results["skipped"])
     assert not any("out of time" in item for item in results["skipped"])
+    assert results["errors"] == [] and results["findings"] == []
 
     strata = results["strata"]
     sizes = [strata[name]["prompt_tokens"] for name in ("short", "median", "long")]

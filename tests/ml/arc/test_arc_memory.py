@@ -121,3 +121,9 @@ def test_markdown_table_and_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert "| LoRA weights (fp32) | 1.05 | 1.05 |" in out
     assert "| AdamW moments (2 x fp32) | 2.09 | - |" in out
     assert "On a 15 GiB T4: training fits" in out
+
+
+def test_loss_chunk_matches_the_trainer() -> None:
+    from ml.arc.ttt import LOSS_CHUNK_TOKENS
+
+    assert Recipe().ce_chunk == LOSS_CHUNK_TOKENS
