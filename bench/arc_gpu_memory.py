@@ -29,7 +29,7 @@ from ml.arc.configs import TTTJobConfig
 from ml.arc.data import ArcTask, Episode, batched
 from ml.arc.formatting import PromptBuilder
 from ml.arc.inference import fit_prompt, generate, queries
-from ml.arc.memory import GIB, LlamaShape
+from ml.arc.memory import GIB, LlamaShape, hf_config
 from ml.arc.modeling import attach_lora, detach_lora, prepare_base
 from ml.arc.ttt import AdapterTrainer, EncodedExample, training_set
 from ml.common.precision import device_precision
@@ -39,16 +39,9 @@ DECODER_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_
 
 
 def llama_config(shape: LlamaShape, tokenizer: Any, max_positions: int) -> Any:
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=shape.vocab,
-        hidden_size=shape.hidden,
-        intermediate_size=shape.intermediate,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        num_key_value_heads=shape.kv_heads,
-        tie_word_embeddings=shape.tied_embeddings,
+    """Llama-3's config fields (RoPE base, norm epsilon) on ``shape``, ids from ``tokenizer``."""
+    return hf_config(
+        shape,
         max_position_embeddings=max_positions,
         rope_theta=500000.0,
         rms_norm_eps=1e-5,

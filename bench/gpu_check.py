@@ -171,6 +171,9 @@ class Check:
             "build_seconds": time.perf_counter() - started,
             "runs": [],
         }
+        parts = memory.training_budget(shape, memory.Recipe(four_bit=base.model.load_in_4bit))
+        weights = ("base linear weights", "embeddings + output head", "norms")
+        entry["predicted_weights_gib"] = sum(parts[k] for k in weights) / memory.GIB
         if p.device == "cuda":
             import torch
 
@@ -421,6 +424,9 @@ def report(results: dict[str, Any]) -> str:
             f"## ARC {name} ({entry['config']}, {'4-bit NF4' if entry['four_bit'] else '16-bit'}"
             f" base; built in {entry['build_seconds']:.0f} s)",
             "",
+            f"Weights resident after the build: {_gib(entry.get('resident_gib'))} GiB "
+            f"(predicted {entry['predicted_weights_gib']:.2f}).",
+            "",
             "| stratum | task | prompt tok | max TTT tok | checkpointing | cap GiB | train peak"
             " GiB (predicted) | inference peak GiB (predicted) | s/step | s/new token |"
             " recipe steps | recipe s/task (TTT set + steps, inference) | <= 7.2 min |",
@@ -471,13 +477,16 @@ def _row(run: dict[str, Any], strata: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _gib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _peak(phase: dict[str, Any]) -> str:
     if not phase:
         return "-"
     if phase.get("oom"):
         return "OOM"
-    value = phase.get("peak_reserved_gib")
-    return "n/a" if value is None else f"{value:.2f}"
+    return _gib(phase.get("peak_reserved_gib"))
 
 
 def _saved(runs: list[dict[str, Any]]) -> list[str]:

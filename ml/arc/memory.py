@@ -66,6 +66,22 @@ LLAMA_32_1B = LlamaShape(2048, 16, 8192, 128256, 32, 8, tied_embeddings=True)
 SHAPES = {"llama-3-8b": LLAMA_3_8B, "llama-3.2-1b": LLAMA_32_1B}
 
 
+def hf_config(shape: LlamaShape, **extra: Any) -> Any:
+    """A transformers ``LlamaConfig`` of ``shape`` (``extra``: any other config field)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=shape.vocab,
+        hidden_size=shape.hidden,
+        intermediate_size=shape.intermediate,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        tie_word_embeddings=shape.tied_embeddings,
+        **extra,
+    )
+
+
 def shape_from_config(config: Any) -> LlamaShape:
     """The shape of a transformers ``LlamaConfig``."""
     return LlamaShape(

@@ -11,27 +11,12 @@ from ml.arc.memory import GIB, LLAMA_3_8B, LLAMA_32_1B, LlamaShape, Recipe
 TARGETS = list(Recipe.targets)
 
 
-def llama_config(shape: LlamaShape, **extra: object) -> object:
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=shape.vocab,
-        hidden_size=shape.hidden,
-        intermediate_size=shape.intermediate,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        num_key_value_heads=shape.kv_heads,
-        tie_word_embeddings=shape.tied_embeddings,
-        **extra,
-    )
-
-
 @pytest.mark.parametrize("shape", [LLAMA_3_8B, LLAMA_32_1B], ids=["8b", "1b"])
 def test_parameter_counts_match_the_real_model(shape: LlamaShape) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaForCausalLM
 
-    config = llama_config(shape)
+    config = memory.hf_config(shape)
     assert memory.shape_from_config(config) == shape
     with torch.device("meta"):  # the real shape, no weights allocated, nothing downloaded
         model = LlamaForCausalLM(config)
@@ -104,7 +89,7 @@ def test_activation_bytes_per_token_match_autograd() -> None:
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = llama_config(LAYER_SHAPE, attn_implementation="sdpa")
+    config = memory.hf_config(LAYER_SHAPE, attn_implementation="sdpa")
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS, task_type="CAUSAL_LM")
     inner = get_peft_model(model, lora).base_model.model.model
