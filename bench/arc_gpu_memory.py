@@ -251,27 +251,31 @@ def train_phase(
     chosen = longest[: steps * config.train.batch_size]
     record: dict[str, Any] = {"steps": 0, "step_seconds": [], "step_tokens": []}
     with phase(record, device):
-        trainer = AdapterTrainer(
-            model,
-            chosen,
-            config.train,
-            seed=0,
-            device=device,
-            pad_id=builder.tokenizer.pad_token_id,
-            precision=device_precision(device),
-        )
-        for _ in range(min(steps, trainer.total_steps)):
-            tokens = sum(len(chosen[i].input_ids) for i in trainer.batch_indices(trainer.step))
-            _sync(device)
-            started = time.perf_counter()
-            trainer.train_step()
-            _sync(device)
-            record["step_seconds"].append(time.perf_counter() - started)
-            record["step_tokens"].append(tokens)
-            record["steps"] += 1
-        # As the job does: the optimizer state goes before inference.
-        trainer.release()
-        del trainer
+        try:
+            trainer = AdapterTrainer(
+                model,
+                chosen,
+                config.train,
+                seed=0,
+                device=device,
+                pad_id=builder.tokenizer.pad_token_id,
+                precision=device_precision(device),
+            )
+            for _ in range(min(steps, trainer.total_steps)):
+                tokens = sum(len(chosen[i].input_ids) for i in trainer.batch_indices(trainer.step))
+                _sync(device)
+                started = time.perf_counter()
+                trainer.train_step()
+                _sync(device)
+                record["step_seconds"].append(time.perf_counter() - started)
+                record["step_tokens"].append(tokens)
+                record["steps"] += 1
+            # As the job does: the optimizer state goes before inference.
+            trainer.release()
+            del trainer
+        finally:
+            # After an OOM mid-step the adapter's gradients would stay allocated.
+            model.zero_grad(set_to_none=True)
     # The first step pays for kernel selection and allocator warm-up; skip it if we can.
     timed = slice(1, None) if record["steps"] > 1 else slice(None)
     seconds, tokens = sum(record["step_seconds"][timed]), sum(record["step_tokens"][timed])

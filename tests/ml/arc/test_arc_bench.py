@@ -157,3 +157,29 @@ def test_carry_tokenizer_is_llama3_instruct(tmp_path: Path) -> None:
         "<|start_header_id|>user<|end_header_id|>\n\nq<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n"
     )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without")
+def test_gpu_check_without_cuda_or_carry_says_what_is_missing(tmp_path: Path) -> None:
+    script = str(REPO_ROOT / "bench" / "gpu_check.sh")
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
+    missing = subprocess.run(
+        ["bash", script, "--carry", str(tmp_path / "nothing")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode != 0
+    assert missing.stdout.strip().endswith("tokenizer is missing; run bench/gpu_carry.py first")
+    carry = tmp_path / "carry"
+    char_tokenizer().save_pretrained(carry / "tokenizer")
+    no_gpu = subprocess.run(
+        ["bash", script, "--carry", str(carry)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert no_gpu.returncode != 0
+    assert "gpu_check: no CUDA device here; use --dry-run" in no_gpu.stdout
