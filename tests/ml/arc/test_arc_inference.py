@@ -22,7 +22,11 @@ from ml.arc.scoring import score
 
 
 class EchoModel:
-    """Answers every prompt with its own query grid, whatever the transform."""
+    """Answers each prompt with its query grid (the text after the last demonstration,
+    whatever the grid format), and keeps the prompts it was given."""
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
 
     def eval(self) -> EchoModel:
         return self
@@ -31,7 +35,8 @@ class EchoModel:
         answers = []
         for ids, mask in zip(input_ids, attention_mask, strict=True):
             prompt = tokenizer.decode(ids[mask.bool()])
-            query = prompt.rsplit("\n", 1)[-1].removesuffix(" -> ")
+            self.prompts.append(prompt)
+            query = prompt.rsplit("#\n", 1)[-1].removesuffix(" -> ")
             answers.append(tokenizer(query + "#</s>", add_special_tokens=False)["input_ids"])
         width = max(map(len, answers))
         new = torch.full((len(answers), width), tokenizer.pad_token_id)
@@ -173,30 +178,6 @@ MARC = InferenceSettings(
 )
 
 
-class RecordingEcho:
-    """Answers each prompt with its query grid (the text after the last demonstration) and
-    keeps the prompts it was given."""
-
-    def __init__(self) -> None:
-        self.prompts: list[str] = []
-
-    def eval(self) -> RecordingEcho:
-        return self
-
-    def generate(self, input_ids, attention_mask, generation_config, tokenizer):
-        answers = []
-        for ids, mask in zip(input_ids, attention_mask, strict=True):
-            prompt = tokenizer.decode(ids[mask.bool()])
-            self.prompts.append(prompt)
-            query = prompt.rsplit("#\n", 1)[-1].removesuffix(" -> ")
-            answers.append(tokenizer(query + "#</s>", add_special_tokens=False)["input_ids"])
-        width = max(map(len, answers))
-        new = torch.full((len(answers), width), tokenizer.pad_token_id)
-        for row, answer in enumerate(answers):
-            new[row, : len(answer)] = torch.tensor(answer)
-        return torch.cat([input_ids, new], dim=1)
-
-
 @pytest.fixture
 def numpy_builder() -> PromptBuilder:
     settings = PromptSettings(system_prompt=TINY_SYSTEM_PROMPT, grid_format="numpy")
@@ -218,7 +199,7 @@ def test_leave_one_out_prompts_by_hand() -> None:
 
 
 def test_leave_one_out_inference_end_to_end(numpy_builder: PromptBuilder) -> None:
-    model = RecordingEcho()
+    model = EchoModel()
     guesses = predict_task(
         model, numpy_builder, THREE_DEMOS, MARC, seed=0, device="cpu", max_seq_len=1024
     )
@@ -263,14 +244,14 @@ def test_demonstrations_are_dropped_largest_first_until_the_prompt_fits(
 def test_a_long_task_is_answered_instead_of_skipped(numpy_builder: PromptBuilder) -> None:
     everything = MARC.model_copy(update={"demonstrations": "all"})
     limit = _length(numpy_builder, (SMALL, MEDIUM)) + 12
-    dropped = RecordingEcho()
+    dropped = EchoModel()
     guesses = predict_task(
         dropped, numpy_builder, THREE_DEMOS, everything, seed=0, device="cpu", max_seq_len=limit
     )
     assert [guess.tolist() for guess in guesses[0]] == [[[5, 5], [5, 5]]]
     assert dropped.prompts and all("[[2 2 2 2]" not in p for p in dropped.prompts)
     skipped = predict_task(
-        RecordingEcho(),
+        EchoModel(),
         numpy_builder,
         THREE_DEMOS,
         everything.model_copy(update={"long_prompts": "skip"}),
@@ -284,7 +265,7 @@ def test_a_long_task_is_answered_instead_of_skipped(numpy_builder: PromptBuilder
 def test_coinciding_leave_one_out_prompts_vote_once(numpy_builder: PromptBuilder) -> None:
     # Two equal demonstrations: leaving out either gives the same prompt.
     task = ArcTask("twins", (MEDIUM, MEDIUM, SMALL), THREE_DEMOS.test_inputs)
-    model = RecordingEcho()
+    model = EchoModel()
     predict_task(model, numpy_builder, task, MARC, seed=0, device="cpu", max_seq_len=1024)
     assert len(model.prompts) == 2 * 2, "3 leave-one-out prompts, 2 distinct, per view"
     assert len(set(model.prompts[:2])) == 2

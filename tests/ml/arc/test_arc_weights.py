@@ -199,7 +199,10 @@ def test_an_unknown_revision_names_the_revision(monkeypatch: pytest.MonkeyPatch)
     assert line == "model 'org/pinned' has no revision '0123abc' on the hub"
 
 
-def test_offline_reads_only_the_cache(tmp_path: Path) -> None:
+def test_offline_reads_only_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Were anything to ask the hub anyway, it would ask a closed loopback port.
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     settings = ModelSettings(name_or_path="org/never-downloaded", offline=True, revision="a1b2c3d")
     with pytest.raises(ModelUnavailableError) as caught:
         load_model(settings, "cpu")
