@@ -21,6 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 def load_bench(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    # Registered first: dataclasses resolve a module's string annotations through sys.modules.
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -183,3 +185,38 @@ def test_gpu_check_without_cuda_or_carry_says_what_is_missing(tmp_path: Path) ->
     )
     assert no_gpu.returncode != 0
     assert "gpu_check: no CUDA device here; use --dry-run" in no_gpu.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_four_bit_tiny_llama_on_cuda(tmp_path: Path) -> None:
+    """The 4-bit build and both phases on a real GPU, with a tiny shape."""
+    pytest.importorskip("bitsandbytes")
+    bench, check = load_bench("arc_gpu_memory"), load_bench("gpu_check")
+    from ml.arc.configs import DataSource
+    from ml.arc.data import load_tasks
+    from ml.arc.formatting import PromptBuilder
+
+    tokenizer = char_tokenizer()
+    profile = check.dry_run_profile(len(tokenizer))
+    four_bit = {**profile.overrides, "model": {"load_in_4bit": True, "max_seq_len": 2048}}
+    profile = check.Profile(**{**profile.__dict__, "device": "cuda", "overrides": four_bit})
+    config = check.job_config(check.CONFIG_8B, profile, checkpointing=True)
+    findings: list[str] = []
+    model = bench.build_random_model(
+        config, bench.llama_config(profile.shape_8b, tokenizer, 4096), "cuda", findings
+    )
+    builder = PromptBuilder(config.prompt, tokenizer)
+    (task,) = load_tasks(DataSource(task_ids=["8b28cd80"], cache_dir=str(tmp_path)))
+    run = bench.measure_task(
+        model,
+        builder,
+        task,
+        config,
+        bench.ttt_set(builder, task, config),
+        device="cuda",
+        train_steps=2,
+        new_tokens=4,
+    )
+    assert run["train"]["peak_allocated_gib"] > 0 and run["inference"]["peak_allocated_gib"] > 0
+    assert run["recipe_seconds"]["total"] > 0
