@@ -46,7 +46,7 @@ def test_gpu_check_dry_run_end_to_end(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=280,  # under pytest-timeout's 300 s
     )
     assert done.returncode == 0, done.stdout[-3000:]
     results = json.loads((out / "gpu_check.json").read_text())
