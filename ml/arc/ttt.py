@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from ml.arc.configs import EarlyStopping, TrainSettings
 from ml.arc.data import ArcTask, Episode, batched
 from ml.arc.formatting import PromptBuilder
-from ml.arc.ttt_data import ttt_episodes
+from ml.arc.ttt_data import episode_key, ttt_episodes
 from ml.common.precision import Precision, device_precision
 from ml.common.seeding import derive_seed
 
@@ -54,9 +54,24 @@ def training_set(
     max_seq_len: int,
 ) -> list[EncodedExample]:
     """The task's TTT examples, tokenized; those longer than ``max_seq_len`` are dropped."""
-    episodes = ttt_episodes(task, settings, np.random.default_rng(seed))
     loss_on_demos = settings.loss_on == "all_outputs"
-    examples = (encode(builder, episode, loss_on_demos=loss_on_demos) for episode in episodes)
+    encoded: dict[bytes, EncodedExample] = {}
+
+    def encoded_episode(episode: Episode) -> EncodedExample:
+        # Memoised: with the length filter before the cap every episode is encoded to be
+        # measured, and the kept ones must not be tokenized twice.
+        key = episode_key(episode)
+        if key not in encoded:
+            encoded[key] = encode(builder, episode, loss_on_demos=loss_on_demos)
+        return encoded[key]
+
+    episodes = ttt_episodes(
+        task,
+        settings,
+        np.random.default_rng(seed),
+        fits=lambda episode: len(encoded_episode(episode).input_ids) <= max_seq_len,
+    )
+    examples = (encoded_episode(episode) for episode in episodes)
     return [example for example in examples if len(example.input_ids) <= max_seq_len]
 
 

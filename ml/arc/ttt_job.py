@@ -34,6 +34,7 @@ from ml.arc.scoring import complete_submission, score, write_submission
 from ml.arc.shards import gpu_shards, run_shards
 from ml.arc.solve import FAILED, LEVELS, TaskHooks, TaskOutcome, solve_task
 from ml.arc.state import RunState
+from ml.arc.weights import ModelUnavailableError
 from ml.common.checkpoints import CheckpointError
 from ml.common.device import DeviceUnavailableError, choose_device
 from ml.common.envstamp import config_hash, env_stamp, write_env_stamp
@@ -249,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         return TTTJob(ctx, config).run()
     except ValidationError as exc:
         print(f"error: invalid {TTT_KIND} config: {exc}", file=sys.stderr)
-    except (CheckpointError, GPURequiredError, DeviceUnavailableError) as exc:
+    except (
+        CheckpointError,
+        GPURequiredError,
+        DeviceUnavailableError,
+        ModelUnavailableError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
     return 2
 
