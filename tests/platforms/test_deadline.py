@@ -13,9 +13,9 @@ from worker.deadline import (
     Session,
     SessionOptions,
     SessionWatch,
-    session_options,
     parse_when,
     plan,
+    session_options,
 )
 from worker.platforms import Detected
 
