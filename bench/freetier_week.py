@@ -25,8 +25,8 @@ if __package__ in (None, ""):  # run as a script: the repository root on the pat
 
 from bench.freetier.drive import MODES, ModeRun, run_mode
 from bench.freetier.measure import measure
-from bench.freetier.report import summary, table, write_json
-from bench.freetier.scenario import ScenarioError, load
+from bench.freetier.report import read_raw, summary, table, write_json
+from bench.freetier.scenario import Scenario, ScenarioError, load
 from bench.freetier.timeline import draw
 from tests.support import hosts
 from tests.support.install import build_wheel, control_plane_venv
@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help=f"some of {', '.join(MODES)}")
     parser.add_argument("--logs", type=Path, help="keep the agents' and servers' logs here")
     parser.add_argument(
+        "--measure-again",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: measure (and draw) again from the raw records of an earlier --json",
+    )
+    parser.add_argument(
         "--parallel",
         action="store_true",
         help="run the modes at once, each in its own topology (one wall clock for all three)",
@@ -56,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         scenario = load(args.scenario)
     except ScenarioError as exc:
         parser.error(f"--scenario: {exc}")
+    if args.measure_again:
+        seed, walls, runs = read_raw(args.measure_again)
+        report(scenario, seed, [runs[m] for m in modes if m in runs], walls, args)
+        return 0
     if why := hosts.unavailable():
         print(f"freetier_week: cannot run here: {why}", file=sys.stderr)
         return 2
@@ -86,15 +96,25 @@ def main(argv: list[str] | None = None) -> int:
 
     with ThreadPoolExecutor(max_workers=len(modes) if args.parallel else 1) as pool:
         runs = dict(zip(modes, pool.map(one, modes), strict=True))
-    results = [measure(scenario, runs[mode]) for mode in modes]
+    report(scenario, args.seed, [runs[m] for m in modes], walls, args)
+    return 0
+
+
+def report(
+    scenario: Scenario,
+    seed: int,
+    runs: list[ModeRun],
+    walls: dict[str, float],
+    args: argparse.Namespace,
+) -> None:
+    results = [measure(scenario, run) for run in runs]
     for m in results:
         print(summary(scenario, m, walls[m.mode]))
     print(table(scenario, results))
-    if args.json:
-        write_json(args.json, scenario, args.seed, results, walls)
+    if args.json and not args.measure_again:
+        write_json(args.json, scenario, seed, results, walls, {r.mode: r for r in runs})
     if args.png:
-        draw(args.png, scenario, [runs[m] for m in modes], results)
-    return 0
+        draw(args.png, scenario, runs, results)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,21 @@ def max_overlap(job_runs: list[Run], gap: float) -> float:
     return worst
 
 
+def idle_parts(start: float, end: float, mine: list[Run]) -> tuple[float, float, float]:
+    """A session's time without a job process, in three parts (wall seconds): before its
+    first job (the agent's or person's start, a claim), between jobs, after its last job
+    (the margin before a known end, a queue run dry, a finished job waiting for a person)."""
+    inside = [r for r in mine if r.started < end and r.last > start]
+    spans = sorted((max(r.started, start), min(r.last, end)) for r in inside)
+    if not spans:
+        return end - start, 0.0, 0.0
+    between, reach = 0.0, spans[0][1]
+    for s0, s1 in spans[1:]:
+        between += max(0.0, s0 - reach)
+        reach = max(reach, s1)
+    return spans[0][0] - start, between, max(0.0, end - reach)
+
+
 @dataclass
 class Measures:
     mode: str
@@ -138,6 +153,7 @@ def measure(scenario: Scenario, run: ModeRun) -> Measures:
             st["steps_made"] += made
             st["steps_lost"] += r.lost
             st["work_kept_hours"] += (made - r.lost) / shape.steps_per_hour
+            st["work_lost_hours"] += r.lost / shape.steps_per_hour
             st["startup_hours"] += ((r.ready or r.last) - r.started) * hours
             st["checkpoints"] += len(r.checkpoints)
             st["checkpoint_hours"] += len(r.checkpoints) * shape.checkpoint_seconds / 3600
@@ -147,6 +163,12 @@ def measure(scenario: Scenario, run: ModeRun) -> Measures:
                 recoveries.append((after.ready - r.last) * hours)
     for name in names:
         st = stats[name]
+        mine = [r for rs in jobs.values() for r in rs if r.account == name]
+        for lived in sessions[name]:
+            boot, between, tail = idle_parts(lived.started, lived.ended or run.ended, mine)
+            st["idle_boot_hours"] += boot * hours
+            st["idle_between_hours"] += between * hours
+            st["idle_tail_hours"] += tail * hours
         connected = sum(((s.ended or run.ended) - s.started) for s in sessions[name]) * hours
         busy = sum((r.last - r.started) for rs in jobs.values() for r in rs if r.account == name)
         st["connected_hours"] = connected
@@ -159,7 +181,16 @@ def measure(scenario: Scenario, run: ModeRun) -> Measures:
     for st in stats.values():
         for key in ("connected_hours", "idle_hours", "work_kept_hours", "steps_made"):
             overall[key] += st[key]
-        for key in ("steps_lost", "startup_hours", "checkpoint_hours", "sessions"):
+        for key in (
+            "steps_lost",
+            "work_lost_hours",
+            "startup_hours",
+            "checkpoint_hours",
+            "sessions",
+            "idle_boot_hours",
+            "idle_between_hours",
+            "idle_tail_hours",
+        ):
             overall[key] += st[key]
     overall["yield"] = overall["work_kept_hours"] / overall["connected_hours"]
     finished = [job for job, rs in jobs.items() if any(r.done for r in rs)]

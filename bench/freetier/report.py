@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any
 
+from bench.freetier.drive import Lived, ModeRun
 from bench.freetier.measure import Measures
-from bench.freetier.scenario import Scenario
+from bench.freetier.scenario import Scenario, Session
 
 LABELS = {
     "by_hand": "by hand (no Baton)",
@@ -54,8 +56,15 @@ def table(scenario: Scenario, results: list[Measures]) -> str:
     row(f"GPU-h connected ({scale})", lambda m: f"{m.overall['connected_hours']:.1f}")
     row(f"GPU-h of steps kept ({scale})", lambda m: f"{m.overall['work_kept_hours']:.1f}")
     row(f"GPU-h connected, no job alive ({scale})", lambda m: f"{m.overall['idle_hours']:.1f}")
-    row(f"GPU-h in start-ups ({scale})", lambda m: f"{m.overall['startup_hours']:.1f}")
+    row(
+        f"… before a session's first job ({scale})",
+        lambda m: f"{m.overall['idle_boot_hours']:.1f}",
+    )
+    row(f"… between jobs ({scale})", lambda m: f"{m.overall['idle_between_hours']:.1f}")
+    row(f"… after a session's last job ({scale})", lambda m: f"{m.overall['idle_tail_hours']:.1f}")
+    row(f"GPU-h in job start-ups ({scale})", lambda m: f"{m.overall['startup_hours']:.1f}")
     row(f"GPU-h writing checkpoints ({scale})", lambda m: f"{m.overall['checkpoint_hours']:.1f}")
+    row(f"GPU-h of steps lost ({scale})", lambda m: f"{m.overall['work_lost_hours']:.1f}")
     for end in ("deadline", "spot", "disconnect", "sleep"):
         row(f"steps lost at {end} ends", lambda m, e=end: str(m.lost_by_end.get(e, 0)))
     row(f"death to running again, median ({scale})", lambda m: _median(m.recoveries_hours))
@@ -76,8 +85,15 @@ def table(scenario: Scenario, results: list[Measures]) -> str:
 
 
 def write_json(
-    path: Path, scenario: Scenario, seed: int, results: list[Measures], walls: dict[str, float]
+    path: Path,
+    scenario: Scenario,
+    seed: int,
+    results: list[Measures],
+    walls: dict[str, float],
+    raw: dict[str, ModeRun],
 ) -> None:
+    """The measures, and each mode's raw record (sessions as they happened, the ledger), from
+    which ``measure`` gives them again."""
     body = {
         "scenario": scenario.name,
         "seed": seed,
@@ -95,8 +111,24 @@ def write_json(
                 "max_overlap_seconds": m.max_overlap_seconds,
                 "recoveries_hours": m.recoveries_hours,
                 "makespan_hours": m.makespan_hours,
+                "raw": dataclasses.asdict(raw[m.mode]),
             }
             for m in results
         },
     }
     path.write_text(json.dumps(body, indent=1, default=str) + "\n")
+
+
+def read_raw(path: Path) -> tuple[int, dict[str, float], dict[str, ModeRun]]:
+    """The seed, wall times and raw records a ``write_json`` file holds (to measure again)."""
+    body = json.loads(path.read_text())
+    walls, raw = {}, {}
+    for mode, entry in body["modes"].items():
+        walls[mode] = entry["wall_seconds"]
+        record = dict(entry["raw"])
+        record["sessions"] = [
+            Lived(Session(**lived["plan"]), lived["started"], lived["ended"])
+            for lived in record["sessions"]
+        ]
+        raw[mode] = ModeRun(**record)
+    return int(body["seed"]), walls, raw

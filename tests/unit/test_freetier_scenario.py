@@ -10,6 +10,7 @@ import pytest
 
 from bench.freetier.drive import Lived, ModeRun
 from bench.freetier.measure import max_overlap, measure, runs
+from bench.freetier.report import read_raw, write_json
 from bench.freetier.scenario import ScenarioError, Session, load, next_check, schedule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "freetier"
@@ -121,3 +122,15 @@ def test_measures_yield_loss_and_recovery() -> None:
     assert m.overall["yield"] == pytest.approx(kept / (5 / 4))
     assert m.recoveries_hours == [pytest.approx((2.5 - 0.6) / 4)]
     assert m.finished_once and m.jobs_finished == 1
+
+
+def test_a_runs_raw_record_measures_the_same_from_json(tmp_path: Path) -> None:
+    scenario = load(CONFIGS / "day.yaml")
+    sessions = [Lived(Session("colab", 0, 0, 2, "disconnect"), started=1.0, ended=5.0)]
+    run = ModeRun("baton", t0=0.0, ended=5.0, sessions=sessions, ledger=_ledger())
+    before = measure(scenario, run)
+    path = tmp_path / "week.json"
+    write_json(path, scenario, 3, [before], {"baton": 9.0}, {"baton": run})
+    seed, walls, raw = read_raw(path)
+    assert (seed, walls, raw["baton"]) == (3, {"baton": 9.0}, run)
+    assert measure(scenario, raw["baton"]).overall == before.overall
