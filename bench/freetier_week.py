@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as exc:
         parser.error(f"--scenario: {exc}")
     if args.measure_again:
-        seed, walls, runs = read_raw(args.measure_again)
-        report(scenario, seed, [runs[m] for m in modes if m in runs], walls, args)
+        seed, recorded_walls, recorded = read_raw(args.measure_again)
+        report(scenario, seed, [recorded[m] for m in modes if m in recorded], recorded_walls, args)
         return 0
     if why := hosts.unavailable():
         print(f"freetier_week: cannot run here: {why}", file=sys.stderr)

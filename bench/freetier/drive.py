@@ -345,8 +345,7 @@ class Driver:
         for lived in self.alive.values():
             lived.ended = ended
         for notebook in self.notebooks.values():
-            self._signal_all(notebook, signal.SIGCONT)
-            notebook.kill()
+            notebook.kill()  # a sleeping machine's stopped processes too: SIGKILL needs no wake
         experiments = self._experiments(http) if http is not None else []
         return ModeRun(
             mode=self.mode,

@@ -136,12 +136,9 @@ def measure(scenario: Scenario, run: ModeRun) -> Measures:
         for lived in sessions[account]:
             if lived.started - 1 <= t <= (lived.ended or run.ended) + 1:
                 return lived.plan.how
-        return "unknown"
+        return "over"  # in flight when the run ended (the sessions' records end before it)
 
-    stats: dict[str, dict[str, float]] = {
-        n: defaultdict(float)
-        for n in names  # type: ignore[misc]
-    }
+    stats: dict[str, dict[str, float]] = {n: defaultdict(float) for n in names}
     lost_by_end: dict[str, int] = defaultdict(int)
     recoveries: list[float] = []
     lease_wall = scenario.minutes_wall(scenario.baton.lease_minutes)
