@@ -167,9 +167,9 @@ def measure(scenario: Scenario, run: ModeRun) -> Measures:
             st["idle_between_hours"] += between * hours
             st["idle_tail_hours"] += tail * hours
         connected = sum(((s.ended or run.ended) - s.started) for s in sessions[name]) * hours
-        busy = sum((r.last - r.started) for rs in jobs.values() for r in rs if r.account == name)
         st["connected_hours"] = connected
-        st["idle_hours"] = max(0.0, connected - busy * hours)
+        # Within sessions only: a sleeping machine's stopped job is not busy at night.
+        st["idle_hours"] = st["idle_boot_hours"] + st["idle_between_hours"] + st["idle_tail_hours"]
         st["sessions"] = len([s for s in sessions[name] if not s.plan.wakes])
         quota = next(a.quota_hours for a in scenario.accounts if a.name == name)
         st["quota_hours"] = float("nan") if quota is None else quota

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.freetier.drive import ModeRun
-from bench.freetier.measure import Measures
+from bench.freetier.measure import Measures, live_spans
 from bench.freetier.report import LABELS
 from bench.freetier.scenario import Scenario
 
@@ -32,6 +32,7 @@ def draw(path: Path, scenario: Scenario, runs: list[ModeRun], results: list[Meas
     fig, axes = plt.subplots(len(runs), 1, figsize=(16, 2.2 + 0.55 * len(names) * len(runs)))
     axes = [axes] if len(runs) == 1 else list(axes)
     hours = 1 / scenario.hour_seconds
+    lease = scenario.minutes_wall(scenario.baton.lease_minutes)
     for ax, run, m in zip(axes, runs, results, strict=True):
         for y, name in enumerate(names):
             for lived in run.sessions:
@@ -48,13 +49,17 @@ def draw(path: Path, scenario: Scenario, runs: list[ModeRun], results: list[Meas
                 )
             for job, job_runs in m.runs.items():
                 for r in job_runs:
-                    if r.account == name:
-                        start = (r.started - run.t0) * hours
-                        ax.broken_barh(
-                            [(start, (r.last - r.started) * hours)],
-                            (y - 0.25, 0.5),
-                            facecolors=colour[job],
-                        )
+                    if r.account != name:
+                        continue
+                    # Its start-up, then the stretches it made steps in (a night asleep
+                    # splits one process's bar in two).
+                    first = r.steps[0][0] if r.steps else r.last
+                    bars = [(r.started, first), *live_spans(r, lease)]
+                    ax.broken_barh(
+                        [((a - run.t0) * hours, (b - a) * hours) for a, b in bars],
+                        (y - 0.25, 0.5),
+                        facecolors=colour[job],
+                    )
         ax.set_yticks(range(len(names)), names)
         ax.set_xlim(0, scenario.hours)
         ax.set_title(
