@@ -35,8 +35,7 @@ DIRECTION_PATTERNS = {
     "towards the camera": r"\b(towards?|approach(es|ing)?)\b",
 }
 OPPOSITE = {
-    DIRECTION_WORDS[(axis, sign)]: DIRECTION_WORDS[(axis, -sign)]
-    for axis, sign in DIRECTION_WORDS
+    DIRECTION_WORDS[(axis, sign)]: DIRECTION_WORDS[(axis, -sign)] for axis, sign in DIRECTION_WORDS
 }
 NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d+")
 ABS_TOLERANCE, REL_TOLERANCE = 0.01, 0.05
@@ -84,6 +83,5 @@ def score_description(text: str, facts: Facts) -> dict[str, bool]:
 def coherence_rates(scores: list[dict[str, bool]]) -> dict[str, Any]:
     """The share of descriptions passing each check; None for an empty list."""
     return {
-        check: (sum(s[check] for s in scores) / len(scores) if scores else None)
-        for check in CHECKS
+        check: (sum(s[check] for s in scores) / len(scores) if scores else None) for check in CHECKS
     }

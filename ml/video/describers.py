@@ -11,11 +11,33 @@ from typing import Any, Protocol
 
 from ml.common.device import choose_device
 from ml.video.configs import DescriberConfig
+from ml.video.facts import Facts, prompt_lines, template_description
 
 SYSTEM = (
     "You describe the motion of a point in a short video for a reader, in one sentence. "
     "Name the shape and the direction given, and quote the numbers exactly as given."
 )
+
+
+# Worked examples shown before each video's facts (few-shot prompting): made-up facts and
+# the template's sentence for them, so a model sees what a faithful answer looks like.
+EXAMPLES = (
+    Facts(
+        shape="linear",
+        direction="left",
+        scalars={"speed": 1.37},
+        vectors={"start": (0.52, 0.1, -0.33), "velocity": (-1.21, 0.34, 0.52)},
+        forecast_end=(-0.61, 0.41, 0.15),
+    ),
+    Facts(
+        shape="helical",
+        direction="up",
+        scalars={"radius": 0.48, "turns per unit time": 1.62, "pitch": 0.91},
+        vectors={"centre": (0.12, -0.3, 0.05)},
+        forecast_end=(0.4, -0.92, 0.21),
+    ),
+)
+EXAMPLE_HORIZON = 4
 
 
 class MissingSecretError(RuntimeError):
@@ -28,6 +50,20 @@ class Describer(Protocol):
 
 def user_message(lines: list[str]) -> str:
     return "Describe this motion in one sentence.\n" + "\n".join(lines)
+
+
+def chat_messages(lines: list[str]) -> list[dict[str, str]]:
+    """The system message, the worked examples as earlier turns, then this video's facts."""
+    messages = [{"role": "system", "content": SYSTEM}]
+    for example in EXAMPLES:
+        messages.append(
+            {"role": "user", "content": user_message(prompt_lines(example, EXAMPLE_HORIZON))}
+        )
+        messages.append(
+            {"role": "assistant", "content": template_description(example, EXAMPLE_HORIZON)}
+        )
+    messages.append({"role": "user", "content": user_message(lines)})
+    return messages
 
 
 def first_sentence_block(text: str) -> str:
@@ -56,18 +92,17 @@ class CausalLMDescriber:
         self.tokenizer.padding_side = "left"
 
     def _prompt(self, lines: list[str]) -> str:
+        messages = chat_messages(lines)
         if self.tokenizer.chat_template is None:
-            # A base model (phi-2) has no chat format: the instruction, then the answer's cue.
-            return f"{SYSTEM}\n\n{user_message(lines)}\nDescription:"
+            # A base model (phi-2) has no chat format: the turns as plain text, each answer
+            # after a cue, ending on the cue for this one.
+            parts = [
+                m["content"] if m["role"] != "assistant" else f"Description: {m['content']}"
+                for m in messages
+            ]
+            return "\n\n".join(parts) + "\nDescription:"
         return str(
-            self.tokenizer.apply_chat_template(
-                [
-                    {"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": user_message(lines)},
-                ],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
+            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         )
 
     def describe(self, facts: list[list[str]]) -> list[str]:
@@ -75,7 +110,9 @@ class CausalLMDescriber:
 
         out: list[str] = []
         for start in range(0, len(facts), self.config.batch_size):
-            prompts = [self._prompt(lines) for lines in facts[start : start + self.config.batch_size]]
+            prompts = [
+                self._prompt(lines) for lines in facts[start : start + self.config.batch_size]
+            ]
             batch = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
             with torch.no_grad():
                 generated = self.model.generate(
@@ -114,10 +151,7 @@ class ChatAPIDescriber:
                 "model": self.config.model,
                 "temperature": 0,
                 "max_tokens": self.config.max_new_tokens,
-                "messages": [
-                    {"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": user_message(lines)},
-                ],
+                "messages": chat_messages(lines),
             },
         )
         reply.raise_for_status()

@@ -92,9 +92,11 @@ def positions(fit: Fit, tau: np.ndarray) -> np.ndarray:
     if fit.family == "linear":
         return p["position"] + tau[:, None] * p["velocity"]
     if fit.family == "parabolic":
-        return p["position"] + tau[:, None] * p["velocity"] + 0.5 * (tau**2)[:, None] * p[
-            "acceleration"
-        ]
+        return (
+            p["position"]
+            + tau[:, None] * p["velocity"]
+            + 0.5 * (tau**2)[:, None] * p["acceleration"]
+        )
     return _ring_positions(p, tau)
 
 

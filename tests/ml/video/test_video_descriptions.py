@@ -93,7 +93,9 @@ def test_template_states_its_facts_and_not_another_videos(label: int) -> None:
     for own in facts:
         text = template_description(own, horizon=4)
         assert score_description(text, own)["coherent"], text
-        assert all(f"{value:.2f}" in "\n".join(prompt_lines(own, 4)) for value in own.scalars.values())
+        assert all(
+            f"{value:.2f}" in "\n".join(prompt_lines(own, 4)) for value in own.scalars.values()
+        )
     # Another video's facts: its numbers differ, so this template does not fit them.
     assert not score_description(template_description(facts[0], 4), facts[1])["numbers"]
 

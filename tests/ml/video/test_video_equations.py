@@ -38,15 +38,18 @@ KNOWN: dict[str, tuple[np.ndarray, dict[str, object]]] = {
         np.array([0.5, 0.0, -0.1])
         + TAU[:, None] * np.array([-1.2, 0.3, 2.0])
         + 0.5 * (TAU**2)[:, None] * np.array([0.2, 4.1, -0.6]),
-        {"position": [0.5, 0.0, -0.1], "velocity": [-1.2, 0.3, 2.0], "acceleration": [0.2, 4.1, -0.6]},
+        {
+            "position": [0.5, 0.0, -0.1],
+            "velocity": [-1.2, 0.3, 2.0],
+            "acceleration": [0.2, 4.1, -0.6],
+        },
     ),
     "circular": (
         _ring_track(np.array([0.2, 0.1, -0.3]), 0.7, 10.5, 0.9),
         {"centre": [0.2, 0.1, -0.3], "radius": 0.7, "omega": 10.5, "phase": 0.9, "normal": NORMAL},
     ),
     "helical": (
-        _ring_track(np.array([-0.1, 0.3, 0.2]), 0.55, -9.4, -2.0)
-        + 1.3 * TAU[:, None] * NORMAL,
+        _ring_track(np.array([-0.1, 0.3, 0.2]), 0.55, -9.4, -2.0) + 1.3 * TAU[:, None] * NORMAL,
         {
             "centre": [-0.1, 0.3, 0.2],
             "radius": 0.55,

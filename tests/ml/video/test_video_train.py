@@ -8,7 +8,6 @@ import torch
 from video_helpers import make_context, tiny_dataset_config, tiny_train_config
 
 from ml.common.checkpoints import CheckpointError
-from ml.video.configs import TrainConfig
 from ml.video.evaluate import CONFUSION_PNG, FORECAST_PNG, PREDICTIONS_FILE
 from ml.video.job import METRICS_FILE
 from ml.video.train import STATE_FILE, Trainer, epoch_order, run_training, warmup_cosine
