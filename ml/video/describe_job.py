@@ -21,7 +21,7 @@ import numpy as np
 from ml.common.checkpoints import read_json, write_json_atomic
 from ml.video.coherence import coherence_rates, score_description
 from ml.video.configs import KIND_TRAIN, DescribeConfig
-from ml.video.describers import make_describer
+from ml.video.describers import MissingSecretError, make_describer
 from ml.video.equations import fit_from_json
 from ml.video.evaluate import PREDICTIONS_FILE
 from ml.video.facts import Facts, facts_of, prompt_lines, template_description
@@ -29,6 +29,7 @@ from ml.video.job import METRICS_FILE, output_dir, run_until_stopped, start_job
 from worker.context import JobContext
 
 DESCRIPTIONS_FILE = "descriptions.jsonl"
+EXIT_CONFIG_ERROR = 2
 
 
 def run_dir_of(config: DescribeConfig, ctx: JobContext) -> Path:
@@ -123,7 +124,12 @@ def describe(config: DescribeConfig, ctx: JobContext) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ctx, config = start_job(DescribeConfig, sys.argv[1:] if argv is None else argv)
-    return run_until_stopped(lambda: describe(config, ctx))
+    try:
+        return run_until_stopped(lambda: describe(config, ctx))
+    except MissingSecretError as error:
+        # A configuration problem, not a crash: one line that says what to do.
+        print(f"ml.video.describe: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
 
 
 if __name__ == "__main__":

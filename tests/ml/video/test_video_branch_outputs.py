@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -122,6 +125,28 @@ def test_an_api_model_without_its_secret_fails_and_names_it(
     with pytest.raises(MissingSecretError, match=r'secret OPENAI_API_KEY.*"secrets"'):
         _describe(trained_run, tmp_path, kind="openai", model="gpt-4")
     assert not (tmp_path / "output" / DESCRIPTIONS_FILE).exists()
+
+
+def test_the_describe_job_without_the_secret_exits_with_one_line(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "gpt4.json"
+    plan = json.loads((CONFIGS / "branches" / "i3d-magvit-gpt4.json").read_text())
+    config.write_text(json.dumps({**plan["describe"], "run": str(trained_run)}))
+    env = {
+        k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY" and not k.startswith("BATON_")
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "ml.video.describe_job", str(config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("ml.video.describe:")]
+    assert "secret OPENAI_API_KEY" in line and "Traceback" not in done.stderr
 
 
 @pytest.fixture
