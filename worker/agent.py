@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import shutil
 import signal
@@ -24,6 +25,7 @@ from worker.code import prepare as prepare_code
 from worker.context import INPUTS_INDEX
 from worker.deadline import Session, SessionOptions, SessionWatch, open_session
 from worker.environment import EnvironmentFailed, Environments, JobEnvironment
+from worker.jobenv import model_cache_env
 from worker.logship import LogShipper
 from worker.messages import (
     CheckpointReady,
@@ -52,6 +54,8 @@ MAX_REASON = 4000  # what the control plane keeps of a failure's reason
 # Problems with a job's messages noted (agent log and job log) per attempt; past this, silence.
 MAX_NOTES = 20
 NOTE_PREFIX = "[baton] "
+# Under the agent's work dir: the hub cache its jobs share (HF_HOME), kept between jobs.
+MODEL_CACHE_DIR = "models"
 FENCED_DETAIL = "control plane unreachable for a whole lease: the worker stopped its job"
 # Asks a fresh interpreter whether it can import a module (exit 0) or not (exit 1).
 _FINDS_MODULE = (
@@ -313,7 +317,11 @@ class Attempt:
             attempt=self.number,
             resume_step=resume_step,
             deadline=self.agent.deadline,
-            extra={**wandb_env(experiment_id=self.experiment_id, environ=job_vars), **job_vars},
+            extra={
+                **model_cache_env(self.agent.config.work_dir / MODEL_CACHE_DIR, os.environ),
+                **wandb_env(experiment_id=self.experiment_id, environ=job_vars),
+                **job_vars,
+            },
         )
         # The environment's bin dir first on PATH: a command's `python` is the venv's.
         return JobProcess(self.files, argv, env=environment.apply(env), cwd=self._job_cwd())

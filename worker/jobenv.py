@@ -18,6 +18,7 @@ import ctypes
 import re
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 
@@ -72,6 +73,15 @@ def platform_variable(name: str) -> bool:
 def platform_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The part of the agent's environment a job inherits."""
     return {name: value for name, value in environ.items() if platform_variable(name)}
+
+
+def model_cache_env(cache_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """``HF_HOME`` for a job: the platform's own if the agent has one, else ``cache_dir``, a
+    folder of the agent's that outlives each job, so the jobs of one session download a
+    model once. Jobs on one worker share it, as they share its environments and bundles."""
+    if environ.get("HF_HOME"):
+        return {}  # inherited through PLATFORM_NAMES
+    return {"HF_HOME": str(cache_dir)}
 
 
 def hide_agent_from_jobs() -> bool:

@@ -90,7 +90,7 @@ def default_cache_dir() -> Path:
 
 def load_tasks(source: DataSource) -> list[ArcTask]:
     """The tasks ``source`` names, parsed once and then served from the cache."""
-    return select(load_all(source), source.task_ids, source.limit)
+    return select(load_all(source), source.selected_ids(), source.limit)
 
 
 def select(tasks: list[ArcTask], task_ids: list[str] | None, limit: int | None) -> list[ArcTask]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import numpy as np
 
 from ml.arc.configs import PromptSettings
 from ml.arc.data import Episode, Grid, valid_grid
@@ -44,7 +47,36 @@ class DigitsCodec:
         return valid_grid([[int(ch) for ch in line] for line in lines])
 
 
-CODECS: dict[str, GridCodec] = {"python_list": PythonListCodec(), "digits": DigitsCodec()}
+class NumpyCodec:
+    """What ``str()`` of a numpy array prints: ``[[0 1]\n [2 3]]``. MARC's fine-tuned
+    checkpoints were trained on this text (its ``PythonListGridRepresenter`` is ``str(grid)``)."""
+
+    # One row: its brackets around single digits separated by one space.
+    _ROW = re.compile(r"\[([0-9](?: [0-9])*)\]")
+
+    def encode(self, grid: Grid) -> str:
+        # numpy's default print options, spelled out: a 30 x 30 grid (900 cells, 62 characters
+        # a row) is neither summarised nor wrapped, whatever options the process has set.
+        return np.array2string(grid, max_line_width=75, threshold=1000, separator=" ")
+
+    def decode(self, text: str) -> Grid | None:
+        text = text.strip()
+        if not (text.startswith("[") and text.endswith("]")):
+            return None
+        rows = []
+        for line in text[1:-1].split("\n"):
+            match = self._ROW.fullmatch(line.strip())
+            if match is None:
+                return None
+            rows.append([int(cell) for cell in match.group(1).split(" ")])
+        return valid_grid(rows)
+
+
+CODECS: dict[str, GridCodec] = {
+    "python_list": PythonListCodec(),
+    "digits": DigitsCodec(),
+    "numpy": NumpyCodec(),
+}
 
 
 @dataclass(frozen=True)

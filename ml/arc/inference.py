@@ -34,22 +34,85 @@ class Query:
     episode: Episode
 
 
+def base_episodes(task: ArcTask, test_index: int, settings: InferenceSettings) -> list[Episode]:
+    """The test input with every demonstration, or (leave-one-out) once per demonstration
+    left out, as MARC prompts its TTT adapters: the adapter was trained on prompts one
+    demonstration short. A single demonstration is kept (MARC would prompt with none)."""
+    demos, query = task.train, task.test_inputs[test_index]
+    if settings.demonstrations == "all" or len(demos) < 2:
+        return [Episode(demos, query)]
+    return [Episode(demos[:i] + demos[i + 1 :], query) for i in range(len(demos))]
+
+
 def queries(
     task: ArcTask, test_index: int, settings: InferenceSettings, rng: np.random.Generator
 ) -> Iterator[Query]:
-    """For each transform: the plain view, then ``permutations - 1`` with shuffled demos and
-    recoloured grids, so greedy decoding still gets several distinct samples to vote with."""
-    base = Episode(task.train, task.test_inputs[test_index])
+    """For each transform and base episode: the plain view, then ``permutations - 1`` with
+    shuffled demos and recoloured grids, so greedy decoding still gets several distinct
+    samples to vote with."""
+    bases = base_episodes(task, test_index, settings)
     for group, name in enumerate(settings.transforms):
         transform = transform_from_name(name)
-        for sample in range(settings.permutations):
-            episode, mapping = base, transform
-            if sample:
-                episode = permute_demos(base, rng)
-                mapping = Chain((transform, ColorPermutation.random(rng)))
-            transformed = transform_episode(episode, mapping)
-            if episode_fits(transformed):
-                yield Query(group, mapping, transformed)
+        for base in bases:
+            for sample in range(settings.permutations):
+                episode, mapping = base, transform
+                if sample:
+                    episode = permute_demos(base, rng)
+                    mapping = Chain((transform, ColorPermutation.random(rng)))
+                transformed = transform_episode(episode, mapping)
+                if episode_fits(transformed):
+                    yield Query(group, mapping, transformed)
+
+
+@dataclass(frozen=True)
+class FittedPrompt:
+    """A query's episode as prompted (demonstrations dropped if it was too long)."""
+
+    episode: Episode
+    text: str
+    max_new_tokens: int
+
+
+def fit_prompt(
+    builder: PromptBuilder, episode: Episode, settings: InferenceSettings, max_seq_len: int
+) -> FittedPrompt | None:
+    """The prompt for ``episode`` if it fits ``max_seq_len``; None if it does not.
+
+    With ``long_prompts: drop_demonstrations`` (MARC), demonstrations are dropped, the
+    largest first, until the prompt plus an answer as long as the query grid fits (MARC
+    counts the prompt and an answer); the answer may then use what is left of the window.
+    At least one demonstration stays: without any, the task is not defined.
+    """
+    text, length = _prompt_length(builder, episode)
+    if settings.long_prompts == "skip":
+        if length >= max_seq_len:
+            return None
+        return FittedPrompt(episode, text, token_budget(builder, episode, settings))
+    answer = _token_count(builder, builder.answer_text(episode.query))
+    while length + answer >= max_seq_len:
+        if len(episode.demos) < 2:
+            return None
+        episode = _drop_largest_demo(episode)
+        text, length = _prompt_length(builder, episode)
+    budget = min(token_budget(builder, episode, settings), max_seq_len - length)
+    return FittedPrompt(episode, text, budget)
+
+
+def _drop_largest_demo(episode: Episode) -> Episode:
+    # Cells stand in for tokens: every grid format spends the same tokens on each cell.
+    sizes = [example.input.size + example.output.size for example in episode.demos]
+    largest = sizes.index(max(sizes))
+    demos = episode.demos[:largest] + episode.demos[largest + 1 :]
+    return Episode(demos, episode.query, episode.answer)
+
+
+def _prompt_length(builder: PromptBuilder, episode: Episode) -> tuple[str, int]:
+    text = builder.prompt(episode)
+    return text, _token_count(builder, text)
+
+
+def _token_count(builder: PromptBuilder, text: str) -> int:
+    return len(builder.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def token_budget(builder: PromptBuilder, episode: Episode, settings: InferenceSettings) -> int:
@@ -57,9 +120,7 @@ def token_budget(builder: PromptBuilder, episode: Episode, settings: InferenceSe
     if not settings.output_budget_factor:
         return settings.max_new_tokens
     largest = max((ex.output for ex in episode.demos), key=lambda grid: grid.size)
-    length = len(
-        builder.tokenizer(builder.answer_text(largest), add_special_tokens=False)["input_ids"]
-    )
+    length = _token_count(builder, builder.answer_text(largest))
     return min(settings.max_new_tokens, int(settings.output_budget_factor * length) + 8)
 
 
@@ -110,21 +171,31 @@ def predict_task(
     guesses = []
     for test_index in range(len(task.test_inputs)):
         groups: list[list[Grid]] = [[] for _ in settings.transforms]
+        # Leave-one-out prompts can coincide (after dropping demonstrations, or in a task with
+        # repeated demonstrations): like MARC, each distinct prompt votes once per view.
+        seen: set[tuple[int, str]] = set()
         for batch in batched(queries(task, test_index, settings, rng), settings.batch_size):
             if should_stop():
                 return None
-            prompts = [builder.prompt(query.episode) for query in batch]
-            runnable = [
-                (query, prompt)
-                for query, prompt in zip(batch, prompts, strict=True)
-                if len(builder.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-                < max_seq_len
-            ]
+            runnable: list[tuple[Query, FittedPrompt]] = []
+            for query in batch:
+                fitted = fit_prompt(builder, query.episode, settings, max_seq_len)
+                if fitted is None:
+                    continue
+                if settings.demonstrations == "leave_one_out":
+                    if (query.group, fitted.text) in seen:
+                        continue
+                    seen.add((query.group, fitted.text))
+                runnable.append((query, fitted))
             if not runnable:
                 continue
-            budget = max(token_budget(builder, query.episode, settings) for query, _ in runnable)
+            budget = max(fitted.max_new_tokens for _, fitted in runnable)
             texts = generate(
-                model, builder, [p for _, p in runnable], max_new_tokens=budget, device=device
+                model,
+                builder,
+                [fitted.text for _, fitted in runnable],
+                max_new_tokens=budget,
+                device=device,
             )
             for (query, _), text in zip(runnable, texts, strict=True):
                 grid = builder.parse(text)

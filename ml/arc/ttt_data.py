@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
 
 import numpy as np
@@ -18,10 +19,11 @@ from ml.arc.configs import TrainSettings
 from ml.arc.data import ArcTask, Episode
 
 
-def leave_out_episodes(task: ArcTask, n_out: int) -> list[Episode]:
-    """Each demonstration in turn becomes the query, with ``n_out - 1`` more left out."""
+def leave_out_episodes(task: ArcTask, n_out: int, *, min_kept: int = 1) -> list[Episode]:
+    """Each demonstration in turn becomes the query, with ``n_out - 1`` more left out and at
+    least ``min_kept`` kept (MARC keeps none when that is all there is: ``min_kept=0``)."""
     demos = task.train
-    if len(demos) - n_out < 1:
+    if len(demos) - n_out < min_kept:
         return []
     episodes = []
     for held in range(len(demos)):
@@ -32,16 +34,33 @@ def leave_out_episodes(task: ArcTask, n_out: int) -> list[Episode]:
     return episodes
 
 
-def ttt_episodes(task: ArcTask, settings: TrainSettings, rng: np.random.Generator) -> list[Episode]:
-    """The recipe's TTT set: leave-1-out (topped up with leave-2-out), augmented, capped."""
+def ttt_episodes(
+    task: ArcTask,
+    settings: TrainSettings,
+    rng: np.random.Generator,
+    *,
+    fits: Callable[[Episode], bool] | None = None,
+) -> list[Episode]:
+    """The recipe's TTT set: leave-1-out (topped up with leave-2-out), augmented, capped.
+
+    With ``length_filter: before_cap`` (MARC), the episodes ``fits`` rejects (too long) are
+    dropped before the cap, so a task with long prompts still gets up to ``max_examples``.
+    """
     transforms = transforms_from_names(settings.transforms)
-    pool = _augment(leave_out_episodes(task, 1), transforms, settings.color_permutations, rng)
+    min_kept = 0 if settings.demo_free_episodes else 1
+    keep = fits if fits is not None and settings.length_filter == "before_cap" else None
+
+    def augmented(n_out: int) -> list[Episode]:
+        base = leave_out_episodes(task, n_out, min_kept=min_kept)
+        episodes = _augment(base, transforms, settings.color_permutations, rng)
+        return episodes if keep is None else [episode for episode in episodes if keep(episode)]
+
+    pool = augmented(1)
     if len(pool) < settings.max_examples:
-        more = _augment(leave_out_episodes(task, 2), transforms, settings.color_permutations, rng)
-        pool = _unique(pool + more[: settings.max_examples - len(pool)])
+        pool = _unique(pool + augmented(2)[: settings.max_examples - len(pool)])
     if len(pool) > settings.max_examples:
-        keep = rng.permutation(len(pool))[: settings.max_examples]
-        pool = [pool[i] for i in sorted(keep)]
+        keep_at = rng.permutation(len(pool))[: settings.max_examples]
+        pool = [pool[i] for i in sorted(keep_at)]
     return pool
 
 

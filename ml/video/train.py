@@ -20,6 +20,7 @@ import torch
 from ml.common.checkpoints import require_files, torch_load, torch_save_atomic, write_json_atomic
 from ml.common.device import choose_device
 from ml.common.envstamp import config_hash, env_stamp, write_env_stamp
+from ml.common.precision import device_precision
 from ml.common.seeding import derive_seed, seed_everything
 from ml.common.tracking import MetricsLogger
 from ml.video.configs import TrainConfig
@@ -127,13 +128,14 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(config.warmup_steps, config.max_steps)
         )
-        self.use_amp = config.amp and self.device.type == "cuda"
-        self.amp_dtype = (
-            torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        )
+        # bf16 where the GPU has it natively, fp16 below compute capability 8.0 (a T4 would
+        # emulate bf16), fp32 on CPU and MPS: the same decision as ml.arc.
+        precision = device_precision(self.device)
+        self.use_amp = config.amp and precision.autocast
+        self.amp_dtype = precision.dtype
         # Loss scaling is only needed for float16; bfloat16 has float32's range.
         self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.use_amp and self.amp_dtype == torch.float16
+            self.device.type, enabled=self.use_amp and precision.grad_scaler
         )
         self.progress = Progress()
         self.best_model: dict[str, torch.Tensor] | None = None

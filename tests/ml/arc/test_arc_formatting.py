@@ -143,3 +143,53 @@ def test_headers_are_configurable(tokenizer) -> None:
     assert builder.query_text(grid) == "in:\n12\n34\n"
     assert builder.answer_text(grid) == "out:\n12\n34\n."
     assert builder.parse("out:\n12\n34\n.\nin:").tolist() == [[1, 2], [3, 4]]
+
+
+@no_deadline
+@given(grid=grids)
+def test_numpy_format_is_what_numpy_prints(grid: np.ndarray) -> None:
+    # MARC's checkpoints were trained on str(grid); the codec must write exactly that text
+    # (no wrapping of a 30-wide row, no "..." summary of a 30 x 30 grid).
+    assert CODECS["numpy"].encode(grid) == str(grid)
+
+
+def test_numpy_grid_text_by_hand() -> None:
+    codec = CODECS["numpy"]
+    assert codec.encode(np.array([[0, 1], [2, 3]], dtype=np.uint8)) == "[[0 1]\n [2 3]]"
+    assert codec.encode(np.array([[7]], dtype=np.uint8)) == "[[7]]"
+    assert codec.encode(np.array([[1, 2, 3]], dtype=np.uint8)) == "[[1 2 3]]"
+    assert codec.encode(np.array([[1], [2]], dtype=np.uint8)) == "[[1]\n [2]]"
+    wide = np.full((30, 30), 5, dtype=np.uint8)
+    text = codec.encode(wide)
+    assert text.count("\n") == 29 and "..." not in text
+    assert text.splitlines()[1] == " [" + " ".join(["5"] * 30) + "]"
+    assert codec.decode("[[0 1]\n [2 3]]").tolist() == [[0, 1], [2, 3]]
+    # What a model writes around the grid: surrounding blanks are tolerated.
+    assert codec.decode("  [[0 1]\n [2 3]]\n").tolist() == [[0, 1], [2, 3]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[[0 1]\n [2]]",  # ragged
+        "[[1 12]]",  # not a colour
+        "[[1 2]",  # unclosed
+        "[[1, 2]]",  # the python-list format is another codec
+        "[[1  2]]",  # not numpy's spacing
+        "[]",
+        "",
+    ],
+)
+def test_numpy_codec_rejects_malformed_text(text: str) -> None:
+    assert CODECS["numpy"].decode(text) is None
+
+
+def test_numpy_prompt_and_parse_by_hand(tokenizer) -> None:
+    tokenizer.chat_template = None
+    builder = PromptBuilder(PromptSettings(system_prompt="S\n", grid_format="numpy"), tokenizer)
+    rendered = builder.render(identity_episode(), loss_on_demos=True)
+    assert rendered.text == ("S\n[[1 0]] -> [[1 0]]#\n[[2 0]] -> [[2 0]]#\n[[3 0]] -> [[3 0]]#</s>")
+    pieces = [rendered.text[a:b] for a, b in rendered.loss_spans]
+    assert pieces == ["[[1 0]]#", "[[2 0]]#", "[[3 0]]#</s>"]
+    assert builder.parse("[[4 5]\n [6 7]]#\n[[9]]").tolist() == [[4, 5], [6, 7]]
+    assert builder.parse("[[4, 5]]#") is None
