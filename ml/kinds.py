@@ -20,6 +20,7 @@ ENTRYPOINTS = {
     "ml.video.dataset": "ml.video.dataset_job",
     "ml.video.train": "ml.video.train_job",
     "ml.video.compare": "ml.video.compare_job",
+    "ml.video.describe": "ml.video.describe_job",
 }
 _CONFIGS = {**arc_configs.CONFIG_MODELS, **video_configs.CONFIG_MODELS}
 

@@ -58,6 +58,18 @@ class SessionOptions:
     imds_url: str | None = None
     spot_poll_seconds: float = DEFAULT_SPOT_POLL_SECONDS
     idle_exit: float | None = None  # exit after this long without work
+    # False: no deadline and no spot notice, so a session's end is found by lease expiry only
+    # (how SkyPilot or W&B Launch recover); a baseline for benchmarks, not for users.
+    aware: bool = True
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
 def add_session_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
@@ -93,6 +105,14 @@ def add_session_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
         default=env.get("BATON_IDLE_EXIT"),
         help="exit after this many seconds without work (a launched session stops spending quota)",
     )
+    group.add_argument(
+        "--deadline-awareness",
+        type=_flag,
+        # A string default goes through ``type`` too: a bad env value is one clear CLI error.
+        default=env.get("BATON_DEADLINE_AWARENESS", "true"),
+        help="false: ignore session deadlines and spot notices; a session's end is then found "
+        "only when its lease expires (env BATON_DEADLINE_AWARENESS)",
+    )
     group.add_argument("--imds-url", default=None, help="EC2 instance metadata service URL")
     group.add_argument(
         "--spot-poll",
@@ -111,6 +131,7 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         imds_url=args.imds_url,
         spot_poll_seconds=args.spot_poll,
         idle_exit=args.idle_exit,
+        aware=args.deadline_awareness,
     )
 
 
@@ -148,6 +169,8 @@ class Session:
 
 def plan(*, platform: str, detected: Detected, imds_url: str, options: SessionOptions) -> Session:
     started = options.session_start
+    if not options.aware:
+        return Session(platform=platform, started_at=started, idle_exit=options.idle_exit)
     if started is None:
         started = detected.session_started_at
     hours = options.session_hours

@@ -9,7 +9,9 @@ subreaper on Linux, so descendants that left the job's process group (a daemonis
 `setsid`) are re-parented to it and killed too.
 
 Signals the agent sends the guard (SIGTERM, SIGINT, SIGHUP) are passed to the job's process
-group, so "checkpoint now and exit" reaches every process of the job. The guard exits with the
+group, so "checkpoint now and exit" reaches every process of the job, and the guard waits for
+all of them (not only its child: a shell dies of SIGTERM before its program has checkpointed)
+before it sweeps the tree. The guard exits with the
 job's status, re-raising the signal that killed it, so the agent sees what it would have seen
 running the job directly.
 """
@@ -83,6 +85,22 @@ def _watch_agent(fd: int, job_group: int) -> None:
     os._exit(128 + signal.SIGKILL)
 
 
+def wait_group(job_group: int) -> None:
+    """Until no process of the job's group is left (reaping those re-parented here).
+
+    A `command` job's `/bin/sh -c` dies of the forwarded SIGTERM at once, while the program
+    under it is still writing its checkpoint: the job has ended only when its group has. If it
+    takes too long, the agent cuts the lifeline and the watcher thread kills the tree.
+    """
+    while True:
+        _reap()
+        try:
+            os.killpg(job_group, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
+
+
 def _exit_like(status: int) -> None:
     if status < 0:  # killed by a signal: die of the same one
         signal.signal(-status, signal.SIG_DFL)
@@ -97,7 +115,10 @@ def main(argv: list[str]) -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     job = subprocess.Popen(command, start_new_session=True, preexec_fn=_job_dies_with_guard)
 
+    asked_to_stop = threading.Event()
+
     def forward(signum: int, _frame: object) -> None:
+        asked_to_stop.set()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(job.pid, signum)
 
@@ -105,6 +126,8 @@ def main(argv: list[str]) -> None:
         signal.signal(sig, forward)
     threading.Thread(target=_watch_agent, args=(fd, job.pid), daemon=True).start()
     status = job.wait()
+    if asked_to_stop.is_set():
+        wait_group(job.pid)
     kill_tree(job.pid)  # whatever the job left behind does not outlive it either
     _exit_like(status)
 

@@ -241,7 +241,10 @@ class TrainSettings(_Strict):
         "all_outputs", description="recipe: loss on every demonstration output too"
     )
     checkpoint_every_steps: int = Field(
-        0, ge=0, description="mid-task checkpoints (0: only at task end and on stop)"
+        0,
+        ge=0,
+        description="ignored: a task interrupted mid-training restarts (kept so "
+        "older configs still validate)",
     )
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     # --- MARC fidelity (configs/arc/marc-*.json set these; the defaults keep Baton's
@@ -307,6 +310,29 @@ class PromptSettings(_Strict):
     use_chat_template: bool = True
 
 
+# -- limits: time budget and GPU sharding (issue 11, items 2 and 5) --------------------------
+
+
+class LimitSettings(_Strict):
+    """How a run lives within a session's time and GPUs (see ml/arc/budget.py)."""
+
+    task_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="per-task time budget: TTT is cut short so the task ends within it "
+        "(the MIT recipe's target is 432, 7.2 minutes); null: no limit",
+    )
+    deadline_reserve_seconds: float = Field(
+        660.0,
+        ge=0,
+        description="a task is not started unless it should end this long before the "
+        "session deadline: the agent's checkpoint margin (600 s) plus the upload",
+    )
+    shard_gpus: bool = Field(
+        True, description="with several CUDA GPUs (Kaggle's T4x2), one process per GPU"
+    )
+
+
 class TTTJobConfig(_Strict):
     """Config of ``ml.arc.ttt``: train one adapter per task, predict two attempts each."""
 
@@ -316,8 +342,11 @@ class TTTJobConfig(_Strict):
     train: TrainSettings = Field(default_factory=TrainSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     prompt: PromptSettings = Field(default_factory=PromptSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     seed: int = 0
-    save_adapters: bool = Field(True, description="export each task's adapter to output_dir")
+    save_adapters: bool = Field(
+        True, description="export each task's adapter to output_dir (never to the checkpoint)"
+    )
     tensorboard: bool = True
     run_name: str = "arc-ttt"
 

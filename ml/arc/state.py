@@ -1,12 +1,25 @@
-"""The ``ml.arc.ttt`` checkpoint: finished tasks' predictions, the last adapter, and the
-in-flight task's training state.
+"""The ``ml.arc.ttt`` checkpoint: finished tasks' predictions and stats, and which tasks were
+in flight. It holds no adapter and no optimizer state, so it stays small.
 
 Layout of a checkpoint directory::
 
-    state.json          progress (finished tasks, in-flight task and phase, counters)
+    state.json          progress (finished tasks and their stats, tasks in flight, counters)
     predictions.json    attempts of every finished task, in submission layout
-    last_adapter/       adapter of the most recently finished task
-    inflight/train.pt   the in-flight task's adapter, optimizer, scheduler, RNG and step
+
+Size: at most two 30x30 attempts per test output, ~4 KB of JSON each; ARC-AGI-1's 400
+evaluation tasks have 419 test outputs, so predictions.json stays under ~2 MB and state.json
+(a few hundred bytes of stats per task) under ~0.5 MB, whatever the LoRA rank. Keeping the
+adapter instead would not fit the 50 MB bound: a rank-128 adapter on the recipe's targets of
+Llama-3-8B (q, v, gate, up, down in 32 layers) has 128 x (4096+4096 + 4096+1024 +
+3 x (4096+14336)) x 32 = 281M parameters, ~0.5 GiB in 16-bit, plus ~2.1 GiB of AdamW moments
+in fp32. So a task interrupted mid-training restarts from its beginning; its seeded batch
+order makes the restart train exactly what the first try would have.
+
+A task stays "in flight" from its start until it is finished. A resumed run that finds one
+knows the previous attempt died during it (a clean stop takes it out of flight): after
+:data:`CRASHES_PER_LEVEL` such deaths at one level the task is started one level lower (less
+or no TTT, see ``ml.arc.solve``), so a task that kills the process (an out-of-memory error
+the CUDA driver does not survive) cannot be retried forever.
 """
 
 from __future__ import annotations
@@ -16,21 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ml.common.checkpoints import (
-    CheckpointError,
-    read_json,
-    require_files,
-    torch_load,
-    torch_save_atomic,
-    write_json_atomic,
-)
+from ml.common.checkpoints import CheckpointError, read_json, require_files, write_json_atomic
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 STATE_FILE = "state.json"
 PREDICTIONS_FILE = "predictions.json"
-LAST_ADAPTER_DIR = "last_adapter"
-INFLIGHT_DIR = "inflight"
-INFLIGHT_FILE = "train.pt"
+CRASHES_PER_LEVEL = 2
+"""Deaths during one task tolerated at a level: one may be a lost worker, not the task."""
 
 
 @dataclass
@@ -40,8 +45,8 @@ class RunState:
     finished: list[str] = field(default_factory=list)
     predictions: dict[str, Any] = field(default_factory=dict)
     task_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
-    inflight_task: str | None = None
-    inflight_phase: str | None = None
+    inflight: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Task id -> {"level", "crashes", "stopped"} of every task started and not finished."""
     checkpoints: int = 0
 
     @classmethod
@@ -60,10 +65,10 @@ class RunState:
                 f"(hash {raw.get('config_hash')}, this job's is {config_hash}); "
                 "resuming would mix two experiments"
             )
-        if raw.get("inflight_task"):
-            require_files(source, [f"{INFLIGHT_DIR}/{INFLIGHT_FILE}"])
         predictions = read_json(source / PREDICTIONS_FILE)
-        shutil.copytree(source, root, dirs_exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        for name in (STATE_FILE, PREDICTIONS_FILE):
+            shutil.copy2(source / name, root / name)
         try:
             return cls(
                 root=root,
@@ -71,11 +76,13 @@ class RunState:
                 finished=list(raw["finished"]),
                 predictions=dict(predictions),
                 task_stats=dict(raw["task_stats"]),
-                inflight_task=raw["inflight_task"],
-                inflight_phase=raw["inflight_phase"],
+                inflight={
+                    str(task): {key: int(entry[key]) for key in ("level", "crashes", "stopped")}
+                    for task, entry in raw["inflight"].items()
+                },
                 checkpoints=int(raw["checkpoints"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"checkpoint {source}/{STATE_FILE} is corrupt: {exc}") from exc
 
     def save(self) -> None:
@@ -87,8 +94,7 @@ class RunState:
                 "config_hash": self.config_hash,
                 "finished": self.finished,
                 "task_stats": self.task_stats,
-                "inflight_task": self.inflight_task,
-                "inflight_phase": self.inflight_phase,
+                "inflight": self.inflight,
                 "checkpoints": self.checkpoints,
             },
         )
@@ -98,29 +104,34 @@ class RunState:
         self.checkpoints += 1
         return self.checkpoints
 
-    @property
-    def inflight_path(self) -> Path:
-        return self.root / INFLIGHT_DIR / INFLIGHT_FILE
-
-    @property
-    def last_adapter_dir(self) -> Path:
-        return self.root / LAST_ADAPTER_DIR
-
-    def save_inflight(self, task_id: str, phase: str, train_state: dict[str, Any]) -> None:
-        torch_save_atomic(train_state, self.inflight_path)
-        self.inflight_task, self.inflight_phase = task_id, phase
+    def start(self, task_id: str) -> int:
+        """Put ``task_id`` in flight; the level to try it at (0: full TTT)."""
+        level, crashes = 0, 0
+        entry = self.inflight.get(task_id)
+        if entry is not None:
+            level, crashes = entry["level"], entry["crashes"]
+            if not entry["stopped"]:  # the attempt that started it died during it
+                crashes += 1
+                if crashes >= CRASHES_PER_LEVEL:
+                    level, crashes = level + 1, 0
+        self.inflight[task_id] = {"level": level, "crashes": crashes, "stopped": 0}
         self.save()
+        return level
 
-    def load_inflight(self, task_id: str, map_location: str) -> dict[str, Any] | None:
-        """The saved training state of ``task_id`` if it is the one in flight."""
-        if self.inflight_task != task_id:
-            return None
-        return torch_load(self.inflight_path, map_location=map_location)
+    def crashed_before(self, task_id: str) -> bool:
+        """True if an attempt died while ``task_id`` was in flight (not a clean stop)."""
+        entry = self.inflight.get(task_id)
+        return entry is not None and not entry["stopped"]
+
+    def stopped(self, task_id: str) -> None:
+        """A stop request interrupted ``task_id`` cleanly: it restarts at the same level."""
+        if task_id in self.inflight:
+            self.inflight[task_id]["stopped"] = 1
+        self.save()
 
     def finish(self, task_id: str, attempts: list[Any], stats: dict[str, Any]) -> None:
         self.predictions[task_id] = attempts
         self.task_stats[task_id] = stats
         self.finished.append(task_id)
-        self.inflight_task = self.inflight_phase = None
-        shutil.rmtree(self.root / INFLIGHT_DIR, ignore_errors=True)
+        self.inflight.pop(task_id, None)
         self.save()

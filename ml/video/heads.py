@@ -22,19 +22,23 @@ class ClassificationHead(nn.Module):
         return self.net(features)
 
 
-class ForecastHead(nn.Module):
-    """Regresses the 3D positions of the next ``horizon`` frames (in normalised units)."""
+class PositionsHead(nn.Module):
+    """Regresses 3D positions of ``frames`` frames (in normalised units).
 
-    def __init__(self, in_features: int, horizon: int, hidden: int = 256, dropout: float = 0.1):
+    The forecast head predicts the frames after the observed ones; the track head the
+    observed frames themselves, the track the equation fit reads.
+    """
+
+    def __init__(self, in_features: int, frames: int, hidden: int = 256, dropout: float = 0.1):
         super().__init__()
-        self.horizon = horizon
+        self.frames = frames
         self.net = nn.Sequential(
             nn.Dropout(dropout),
             nn.Linear(in_features, hidden),
             nn.ReLU(inplace=True),
-            nn.Linear(hidden, horizon * 3),
+            nn.Linear(hidden, frames * 3),
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Positions (B, horizon, 3)."""
-        return self.net(features).view(-1, self.horizon, 3)
+        """Positions (B, frames, 3)."""
+        return self.net(features).view(-1, self.frames, 3)

@@ -1,4 +1,5 @@
-"""Training objective: cross-entropy for the class, Huber on normalised future positions."""
+"""Training objective: cross-entropy for the class, Huber on normalised positions (the
+forecast frames and, for the track head, the observed ones)."""
 
 from __future__ import annotations
 
@@ -38,22 +39,30 @@ class TargetNorm:
         return cls(state["mean"], state["std"])
 
 
+# The heads that regress normalised positions; their targets share one TargetNorm.
+POSITION_HEADS = ("forecast", "track")
+
+
 def task_losses(
     outputs: dict[str, torch.Tensor],
-    labels: torch.Tensor,
-    future_normalised: torch.Tensor,
-    forecast_weight: float,
+    targets: dict[str, torch.Tensor],
+    weights: dict[str, float],
 ) -> dict[str, torch.Tensor]:
-    """Each head's loss and their weighted sum under "loss"."""
+    """Each head's loss and their weighted sum under "loss".
+
+    ``targets`` maps a head to its target: "classify" the labels, the position heads their
+    normalised positions. ``weights`` holds the position heads' weights; the class counts 1.
+    """
     losses: dict[str, torch.Tensor] = {}
     weighted: list[torch.Tensor] = []
     if "classify" in outputs:
-        losses["classify_loss"] = F.cross_entropy(outputs["classify"].float(), labels)
+        losses["classify_loss"] = F.cross_entropy(outputs["classify"].float(), targets["classify"])
         weighted.append(losses["classify_loss"])
-    if "forecast" in outputs:
-        losses["forecast_loss"] = F.smooth_l1_loss(
-            outputs["forecast"].float(), future_normalised, beta=HUBER_BETA
-        )
-        weighted.append(forecast_weight * losses["forecast_loss"])
+    for head in POSITION_HEADS:
+        if head in outputs:
+            losses[f"{head}_loss"] = F.smooth_l1_loss(
+                outputs[head].float(), targets[head], beta=HUBER_BETA
+            )
+            weighted.append(weights[head] * losses[f"{head}_loss"])
     losses["loss"] = torch.stack(weighted).sum()
     return losses

@@ -9,6 +9,7 @@ import torch
 
 from ml.common.seeding import derive_seed
 from ml.video.dataset import VideoDataset
+from ml.video.losses import TargetNorm
 from ml.video.trajectories import trajectory_scale
 
 SPLITS = ("train", "val", "test")
@@ -58,6 +59,21 @@ class ForecastSplit:
         the picture, a monocular model can only know where the object is relative to the camera.
         """
         return self.data.trajectory_cam[:, self.observed : self.observed + self.horizon]
+
+    @property
+    def track(self) -> torch.Tensor:
+        """Positions (N, observed, 3) of the observed frames, in camera coordinates."""
+        return self.data.trajectory_cam[:, : self.observed]
+
+    def targets(
+        self, rows: torch.Tensor, norm: TargetNorm, device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        """Each head's training target for ``rows``: labels, normalised positions."""
+        return {
+            "classify": self.labels[rows].to(device),
+            "forecast": norm.normalise(self.future[rows]).to(device),
+            "track": norm.normalise(self.track[rows]).to(device),
+        }
 
     @property
     def scale(self) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 from ml.common.checkpoints import require_files, torch_load, torch_save_atomic, write_json_atomic
 from ml.common.device import choose_device
 from ml.common.envstamp import config_hash, env_stamp, write_env_stamp
+from ml.common.precision import device_precision
 from ml.common.seeding import derive_seed, seed_everything
 from ml.common.tracking import MetricsLogger
 from ml.video.configs import TrainConfig
@@ -113,7 +114,13 @@ class Trainer:
         )
         self.norm = TargetNorm.fit(self.splits["train"].future)
 
-        self.model = build_model(config.model, len(CLASS_NAMES), config.forecast_horizon)
+        self.model = build_model(
+            config.model, len(CLASS_NAMES), config.forecast_horizon, clip - config.forecast_horizon
+        )
+        self.loss_weights = {
+            "forecast": config.forecast_loss_weight,
+            "track": config.track_loss_weight,
+        }
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -121,13 +128,14 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(config.warmup_steps, config.max_steps)
         )
-        self.use_amp = config.amp and self.device.type == "cuda"
-        self.amp_dtype = (
-            torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        )
+        # bf16 where the GPU has it natively, fp16 below compute capability 8.0 (a T4 would
+        # emulate bf16), fp32 on CPU and MPS: the same decision as ml.arc.
+        precision = device_precision(self.device)
+        self.use_amp = config.amp and precision.autocast
+        self.amp_dtype = precision.dtype
         # Loss scaling is only needed for float16; bfloat16 has float32's range.
         self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.use_amp and self.amp_dtype == torch.float16
+            self.device.type, enabled=self.use_amp and precision.grad_scaler
         )
         self.progress = Progress()
         self.best_model: dict[str, torch.Tensor] | None = None
@@ -194,12 +202,11 @@ class Trainer:
         train = self.splits["train"]
         rows = self._batch_rows(self.progress.step)
         video = train.videos(rows, self.device)
-        labels = train.labels[rows].to(self.device)
-        future = self.norm.normalise(train.future[rows]).to(self.device)
+        targets = train.targets(rows, self.norm, self.device)
         self.model.train()
         with self.autocast():
             outputs = self.model(video)
-        losses = task_losses(outputs, labels, future, self.config.forecast_loss_weight)
+        losses = task_losses(outputs, targets, self.loss_weights)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses["loss"]).backward()
         self.scaler.unscale_(self.optimizer)
@@ -210,9 +217,11 @@ class Trainer:
         self.progress.step += 1
         return {name: value.item() for name, value in losses.items()}
 
-    def _evaluate(self, split: ForecastSplit) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    def _evaluate(
+        self, split: ForecastSplit, equations: bool = False
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         outputs = predict(self.model, split, 2 * self.config.batch_size, self.device, self.autocast)
-        return evaluate(outputs, split, self.norm, self.config.forecast_loss_weight)
+        return evaluate(outputs, split, self.norm, self.loss_weights, equations)
 
     def _validate(self) -> dict[str, float]:
         metrics, _ = self._evaluate(self.splits["val"])
@@ -253,7 +262,7 @@ class Trainer:
         """Evaluate the best model on the test split, write artifacts, return the result."""
         if self.best_model is not None:
             self.model.load_state_dict(self.best_model)
-        metrics, per_sample = self._evaluate(self.splits["test"])
+        metrics, per_sample = self._evaluate(self.splits["test"], equations=True)
         artifacts = write_artifacts(self.out, self.splits["test"], metrics, per_sample)
         result: dict[str, Any] = {
             "experiment_id": self.ctx.experiment_id,

@@ -27,6 +27,9 @@ LEASE = PREFIX + "lease:"
 FENCE = PREFIX + "fence"
 WAKEUP = PREFIX + "wakeup"
 API_ALIVE = PREFIX + "api:"
+# Before owner lanes (migration 0011): class name -> requirement, and one ready set per class
+# (baton:ready:<class>, no lane). Only ``drop_legacy_ready_sets`` still names them.
+LEGACY_CLASSES = PREFIX + "classes"
 
 # Score = (MAX_PRIORITY - priority) * 10^13 + enqueue time in ms: higher priority first, then
 # older first. 100 * 10^13 stays below 2^53, so scores are exact in Redis' doubles.
@@ -199,6 +202,17 @@ class Dispatcher:
 
     def expired(self, *, at_ms: int) -> list[int]:
         return _ids(self.redis.zrangebyscore(LEASES, "-inf", at_ms))
+
+    def drop_legacy_ready_sets(self) -> int:
+        """Delete the lane-less ready sets an older Baton left, and their index; returns how
+        many sets there were. What they held is still queued in the database, and reconcile
+        puts it in its lane's set."""
+        names = [name.decode() for name in cast(list[bytes], self.redis.hkeys(LEGACY_CLASSES))]
+        # Class names hold no ':' (``capability_class``); lane sets always do.
+        legacy = [READY + name for name in names if ":" not in name]
+        found = int(self.redis.exists(*legacy)) if legacy else 0
+        self.redis.delete(LEGACY_CLASSES, *legacy)
+        return found
 
     # --- views for reconcile and metrics --------------------------------------------------
 

@@ -83,6 +83,7 @@ class ReconcileReport:
     leases_restored: int = 0
     stale_removed: int = 0
     waiting_settled: int = 0
+    legacy_sets_dropped: int = 0
 
 
 def settle_waiting(runtime: Runtime) -> int:
@@ -102,7 +103,10 @@ def settle_waiting(runtime: Runtime) -> int:
 def reconcile(runtime: Runtime) -> ReconcileReport:
     """Make Redis agree with the database. Reads the database first, then Redis, so a claim
     racing with this shows up as leased, never as missing."""
-    report = ReconcileReport(waiting_settled=settle_waiting(runtime))
+    report = ReconcileReport(
+        waiting_settled=settle_waiting(runtime),
+        legacy_sets_dropped=runtime.dispatcher.drop_legacy_ready_sets(),
+    )
     with read_session(runtime.engine) as session:
         queued = session.exec(
             select(Experiment).where(Experiment.status == ExperimentStatus.queued)

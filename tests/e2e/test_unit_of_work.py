@@ -61,6 +61,29 @@ def test_a_redis_error_after_the_commit_leaves_the_request_committed(
     assert late in ready and doomed not in ready
 
 
+def test_reconcile_moves_work_out_of_an_older_baton_s_lane_less_ready_sets(
+    own_redis: str, baton_factory: Callable[..., Baton]
+) -> None:
+    baton = baton_factory(redis=own_redis)
+    kept = baton.submit(**_counter("from-before-the-upgrade"))
+    admin = Redis.from_url(own_redis)
+    dispatcher = Dispatcher(admin)
+    queue = dispatcher.ready_members()[kept]
+    # What a Baton before owner lanes left: the experiment in its class's lane-less set.
+    dispatcher.remove_from(experiment_id=kept, queue=queue)
+    admin.hset("baton:classes", queue.class_name, "{}")
+    admin.zadd(f"baton:ready:{queue.class_name}", {str(kept): 1})
+
+    runtime = Runtime.from_settings(baton.settings)
+    try:
+        report = maintenance.reconcile(runtime)
+    finally:
+        runtime.close()
+    assert report.legacy_sets_dropped == 1 and report.requeued == 1, report
+    assert not admin.exists("baton:classes", f"baton:ready:{queue.class_name}")
+    assert dispatcher.ready_members()[kept] == queue
+
+
 def test_reads_answer_while_another_process_holds_the_sqlite_writer_lock(
     tmp_path: Path, baton_factory: Callable[..., Baton]
 ) -> None:

@@ -8,12 +8,14 @@ import time
 import pytest
 
 from tests.platforms import standins
+from worker.__main__ import parse_args
 from worker.deadline import (
     Session,
     SessionOptions,
     SessionWatch,
     parse_when,
     plan,
+    session_options,
 )
 from worker.platforms import Detected
 
@@ -118,3 +120,31 @@ def test_watch_ends_the_session_on_a_spot_notice() -> None:
             time.sleep(0.05)
         stopped.set()
     assert reasons == ["EC2 spot interruption notice: terminate at 2030-01-01T00:02:00Z"]
+
+
+def test_deadline_awareness_off_knows_no_end() -> None:
+    """The lease-expiry-only baseline: no deadline, no spot notice, even where one is known."""
+    options = SessionOptions(deadline=START + 5, session_hours=12, aware=False)
+    session = plan(
+        platform="kaggle", detected=Detected("kaggle", START), imds_url="", options=options
+    )
+    assert session.deadline is None and session.spot is None and not session.closing(START + 10)
+    assert session.registration()["session_deadline"] is None
+    spot = Detected("ec2", START, {"lifecycle": "spot"})
+    off = plan(platform="ec2", detected=spot, imds_url="http://x", options=options)
+    assert off.spot is None
+
+
+@pytest.mark.parametrize(("text", "aware"), [("false", False), ("0", False), ("true", True)])
+def test_deadline_awareness_setting(text: str, aware: bool) -> None:
+    args = parse_args(["--api", "http://cp", "--token", "t", "--deadline-awareness", text])
+    assert session_options(args).aware is aware
+
+
+def test_deadline_awareness_bad_value_is_one_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_DEADLINE_AWARENESS", "maybe")
+    with pytest.raises(SystemExit):
+        parse_args(["--api", "http://cp", "--token", "t"])
+    assert "expected true or false, not 'maybe'" in capsys.readouterr().err

@@ -2,8 +2,10 @@
 
 Both steps are cached under ``BATON_TEST_CACHE`` (default /tmp/baton-test-cache): the wheel
 by a hash of the sources it is built from, the venv by a hash of the wheel, so a second run
-costs nothing. The venv is made from an interpreter every user can run and is left readable
-by all (owned by whoever built it, root in CI), so tests may run it as another Unix user.
+costs nothing. Entries unused for ``KEEP_UNUSED`` are removed when a wheel is built, so a
+machine that runs the suite for months does not fill /tmp with one venv per commit. The venv
+is made from an interpreter every user can run and is left readable by all (owned by whoever
+built it, root in CI), so tests may run it as another Unix user.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +30,8 @@ WHEEL_INPUTS = ("pyproject.toml", "README.md", "orchestrator", "worker", "ml", "
 SOURCE_DATE_EPOCH = "1700000000"
 # Interpreters to build the venv from, best first; the first one all users can run wins.
 BASE_PYTHONS = ("/usr/bin/python3.11", "/usr/bin/python3")
+KEEP_UNUSED = 2 * 24 * 3600  # seconds; long enough for every run of a working day to share
+LAST_USED = ".last-used"
 
 
 def wheel_sources(repo: Path) -> list[str]:
@@ -54,12 +59,31 @@ def _file_digest(path: Path) -> str:
 
 @contextlib.contextmanager
 def _locked(name: str) -> Iterator[None]:
-    """Serialise builders of one cache entry across processes (pytest runs, other helpers)."""
+    """Serialise builders of one cache entry across processes (pytest runs, other helpers);
+    the entry is marked used, which keeps it from ``_prune_unused``."""
     CACHE_ROOT.mkdir(parents=True, exist_ok=True)
     CACHE_ROOT.chmod(0o755)
     with (CACHE_ROOT / f".{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+        if (CACHE_ROOT / name).is_dir():
+            (CACHE_ROOT / name / LAST_USED).touch()
+
+
+def _prune_unused() -> None:
+    """Remove cache entries nobody has used for ``KEEP_UNUSED`` (under their own lock, so an
+    entry a run is building or about to use is never removed under it)."""
+    cutoff = time.time() - KEEP_UNUSED
+
+    def unused(entry: Path) -> bool:
+        stamp = entry / LAST_USED  # entries from before the marker: the directory's own time
+        return (stamp if stamp.exists() else entry).stat().st_mtime < cutoff
+
+    for entry in [*CACHE_ROOT.glob("wheel-*"), *CACHE_ROOT.glob("cp-*")]:
+        if unused(entry):
+            with _locked(entry.name):
+                if entry.exists() and unused(entry):
+                    shutil.rmtree(entry, ignore_errors=True)
 
 
 def _open_to_all(root: Path) -> None:
@@ -77,6 +101,7 @@ def _open_to_all(root: Path) -> None:
 def build_wheel(repo: Path, out: Path) -> Path:
     """The baton wheel built from ``repo``'s sources (a clean copy: no stale build/ leaks in)."""
     entry = CACHE_ROOT / f"wheel-{source_digest(repo)[:20]}"
+    _prune_unused()
     with _locked(entry.name):
         if not any(entry.glob("baton-*.whl")):
             with tempfile.TemporaryDirectory(dir=CACHE_ROOT, prefix=".build-") as tmp:

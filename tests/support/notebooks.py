@@ -23,9 +23,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.hosts import NotebookHost
+import orchestrator
+from tests.support.hosts import NotebookHost, Topology
 from tests.support.install import CACHE_ROOT, _locked, _open_to_all, base_python
 
+REPO = Path(__file__).resolve().parents[2]
 PYTHON_TAG = "python3.11"
 # A bare notebook: a Python whose only third-party package the worker needs is httpx.
 BARE_PLATFORM = ("httpx",)
@@ -201,3 +203,30 @@ class Notebook:
     def kill(self) -> None:
         """SIGKILL everything on this notebook host at once (a Colab disconnect)."""
         self.host.kill_all()
+
+
+def checkout_paths() -> list[Path]:
+    """Everything of the checkout a notebook must not see: the repo, its venv, its sources."""
+    paths = {REPO, Path(orchestrator.__file__).resolve().parents[1]}
+    if sys.prefix != sys.base_prefix:
+        paths.add(Path(sys.prefix).resolve())
+    return sorted(paths)
+
+
+def outermost(paths: list[Path]) -> list[Path]:
+    """Drop paths inside another: once a parent is covered, its children are gone."""
+    return [p for p in paths if not any(q != p and q in p.parents for q in paths)]
+
+
+def hidden_paths(*extra: Path) -> list[Path]:
+    """What a notebook host covers: the checkout and ``extra`` (a control plane's data)."""
+    return outermost([*checkout_paths(), *extra])
+
+
+def make_notebook(
+    topo: Topology, role: str, hidden: list[Path], platform: Path, wheels: Path
+) -> Notebook:
+    """A notebook host named ``role`` with a fresh venv over ``platform``'s packages."""
+    notebook = Notebook(topo.add_notebook(role, hidden), platform, wheels)
+    notebook.create()
+    return notebook

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-import orchestrator
 from tests.support import hosts
 from tests.support.cp_host import ControlPlane
 from tests.support.install import build_wheel, control_plane_venv
@@ -16,6 +14,8 @@ from tests.support.notebooks import (
     BARE_PLATFORM,
     KAGGLE_PLATFORM,
     Notebook,
+    hidden_paths,
+    make_notebook,
     ml_requirements,
     notebook_wheelhouse,
     platform_site,
@@ -33,19 +33,6 @@ MARKS = [
     pytest.mark.timeout(900),
     pytest.mark.skipif(_why_not is not None, reason=f"topology tests: {_why_not}"),
 ]
-
-
-def checkout_paths() -> list[Path]:
-    """Everything of the checkout a notebook must not see: the repo, its venv, its sources."""
-    paths = {REPO, Path(orchestrator.__file__).resolve().parents[1]}
-    if sys.prefix != sys.base_prefix:
-        paths.add(Path(sys.prefix).resolve())
-    return sorted(paths)
-
-
-def outermost(paths: list[Path]) -> list[Path]:
-    """Drop paths inside another: once a parent is covered, its children are gone."""
-    return [p for p in paths if not any(q != p and q in p.parents for q in paths)]
 
 
 @pytest.fixture(scope="session")
@@ -85,12 +72,9 @@ def notebook_factory(
 ) -> NotebookFactory:
     """``make(role, platform=BARE_PLATFORM)``: a notebook host with a fresh venv."""
     nb_wheels = notebook_wheelhouse(wheels)
-    hidden = outermost([*checkout_paths(), control_plane.private, control_plane.venv.resolve()])
+    hidden = hidden_paths(control_plane.private, control_plane.venv.resolve())
 
     def make(role: str, platform: tuple[str, ...] = BARE_PLATFORM) -> Notebook:
-        host = topo.add_notebook(role, hidden)
-        notebook = Notebook(host, platform_site(platform, wheels), nb_wheels)
-        notebook.create()
-        return notebook
+        return make_notebook(topo, role, hidden, platform_site(platform, wheels), nb_wheels)
 
     return make

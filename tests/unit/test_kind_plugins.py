@@ -54,6 +54,7 @@ def test_ml_kinds_come_from_the_entry_point_and_name_their_wheel() -> None:
         "ml.video.dataset",
         "ml.video.train",
         "ml.video.compare",
+        "ml.video.describe",
     }
     assert {kind.wheel for kind in ml_kinds.values()} == {"baton_ml"}
     assert KINDS["command"].wheel is None and KINDS["demo.counter"].wheel is None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,19 @@ from ml.arc.modeling import (
     GPURequiredError,
     attach_lora,
     check_quantization,
-    compute_dtype,
     detach_lora,
     load_model,
+    prepare_base,
 )
-from ml.arc.ttt import AdapterTrainer, PlateauStopper, training_set
-from ml.common.checkpoints import torch_load, torch_save_atomic
+from ml.arc.ttt import (
+    IGNORE_INDEX,
+    AdapterTrainer,
+    PlateauStopper,
+    chunked_lm_loss,
+    shortest_half,
+    training_set,
+)
+from ml.common.precision import Precision
 
 LORA = LoraSettings(rank=4, alpha=8)
 SETTINGS = TrainSettings(
@@ -40,10 +48,18 @@ def adapter(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
 
-def make_trainer(model, builder, settings: TrainSettings = SETTINGS, seed: int = 5):
+def make_trainer(
+    model, builder, settings: TrainSettings = SETTINGS, seed: int = 5, max_steps: int | None = None
+):
     examples = training_set(tiny_tasks()[0], settings, builder, seed=seed, max_seq_len=1024)
     return AdapterTrainer(
-        model, examples, settings, seed=seed, device="cpu", pad_id=builder.tokenizer.pad_token_id
+        model,
+        examples,
+        settings,
+        seed=seed,
+        device="cpu",
+        pad_id=builder.tokenizer.pad_token_id,
+        max_steps=max_steps,
     )
 
 
@@ -51,7 +67,7 @@ def test_base_model_is_frozen_with_gradient_checkpointing(base) -> None:
     model, _ = base
     assert model.is_activation_checkpointing
     assert not any(p.requires_grad for p in model.parameters())
-    assert compute_dtype("cpu") == torch.float32
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # CPU computes in fp32
 
 
 def test_adapters_are_seeded_and_detach_cleanly(base) -> None:
@@ -84,7 +100,8 @@ def test_training_lowers_the_loss(base) -> None:
     assert sum(outcome.losses[-4:]) / 4 < sum(outcome.losses[:4]) / 4 - 0.1
 
 
-def test_resuming_mid_task_continues_exactly(base, tmp_path: Path) -> None:
+def test_a_restarted_task_trains_exactly_as_before(base) -> None:
+    """Resume restarts an interrupted task (no mid-task state is kept): same seed, same run."""
     model, builder = base
     straight = attach_lora(model, LORA, seed=9)
     try:
@@ -98,33 +115,63 @@ def test_resuming_mid_task_continues_exactly(base, tmp_path: Path) -> None:
         trainer = make_trainer(first, builder)
         stopped = trainer.run(should_stop=lambda: trainer.step == 3)
         assert stopped.interrupted and stopped.steps == 3
-        torch_save_atomic(trainer.state_dict(), tmp_path / "train.pt")
     finally:
         detach_lora(first)
 
-    resumed = attach_lora(model, LORA, seed=9)
+    restarted = attach_lora(model, LORA, seed=9)
     try:
-        trainer = make_trainer(resumed, builder)
-        trainer.load_state_dict(torch_load(tmp_path / "train.pt", map_location="cpu"))
-        outcome = trainer.run()
+        outcome = make_trainer(restarted, builder).run()
         assert outcome.losses == expected.losses
-        assert all(torch.equal(expected_adapter[n], p) for n, p in adapter(resumed).items())
+        assert all(torch.equal(expected_adapter[n], p) for n, p in adapter(restarted).items())
     finally:
-        detach_lora(resumed)
+        detach_lora(restarted)
 
 
-def test_checkpoint_callback_runs_every_n_steps(base) -> None:
+def test_chunked_loss_equals_the_full_logits_loss(base) -> None:
+    """The chunked head + cross-entropy gives the model's own loss and the same gradients."""
     model, builder = base
-    peft_model = attach_lora(model, LORA, seed=1)
-    saved_at: list[int] = []
+    peft_model = attach_lora(model, LORA, seed=2)
     try:
-        trainer = make_trainer(
-            peft_model, builder, SETTINGS.model_copy(update={"checkpoint_every_steps": 3})
-        )
-        trainer.run(on_checkpoint=lambda: saved_at.append(trainer.step))
+        trainer = make_trainer(peft_model, builder)
+        batch = trainer._collate(trainer.batch_indices(0))
+        scored = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+        reference = peft_model(**batch).loss
+        reference_grads = torch.autograd.grad(reference, list(adapter_params(peft_model)))
+        chunked = chunked_lm_loss(peft_model, batch, chunk_tokens=7) / scored
+        grads = torch.autograd.grad(chunked, list(adapter_params(peft_model)))
     finally:
         detach_lora(peft_model)
-    assert saved_at == [3, 6]  # not at the last step (8): the task's end is checkpointed anyway
+    assert scored > 7  # several chunks really ran
+    assert torch.allclose(chunked, reference, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, reference_grads, strict=True))
+
+
+def adapter_params(model):
+    return (p for n, p in model.named_parameters() if "lora_" in n)
+
+
+def test_time_limit_ends_training_with_the_adapter_kept(base) -> None:
+    model, builder = base
+    peft_model = attach_lora(model, LORA, seed=1)
+    try:
+        trainer = make_trainer(peft_model, builder)
+        outcome = trainer.run(out_of_time=lambda: trainer.step >= 3)
+        capped = make_trainer(peft_model, builder, max_steps=2).run()
+    finally:
+        detach_lora(peft_model)
+    assert outcome.out_of_time and not outcome.interrupted and outcome.steps == 3
+    assert capped.total_steps == capped.steps == 2 < trainer.total_steps
+
+
+def test_shortest_half_keeps_fewer_shorter_examples_in_order(base) -> None:
+    _, builder = base
+    examples = training_set(tiny_tasks()[2], SETTINGS, builder, seed=1, max_seq_len=1024)
+    half = shortest_half(examples)
+    assert len(half) == max(1, len(examples) // 2)
+    assert max(len(e.input_ids) for e in half) <= min(
+        len(e.input_ids) for e in examples if e not in half
+    )
+    assert half == [e for e in examples if e in half]  # the original order
 
 
 def test_early_stopping_on_a_loss_plateau(base) -> None:
@@ -148,12 +195,50 @@ def test_plateau_stopper_keeps_going_while_the_loss_falls() -> None:
     stopper = PlateauStopper(EarlyStopping(window_steps=2, patience=1, min_delta=0.01))
     assert not any(stopper.update(loss) for loss in [8, 8, 4, 4, 2, 2, 1, 1])
     assert [stopper.update(loss) for loss in [1, 1]] == [False, True]
-    restored = PlateauStopper(stopper.settings)
-    restored.load_state_dict(stopper.state_dict())
-    assert restored.state_dict() == stopper.state_dict()
 
 
 def test_four_bit_without_a_gpu_fails_with_a_clear_message() -> None:
     with pytest.raises(GPURequiredError, match=r"needs a CUDA GPU.*load_in_4bit=false"):
         check_quantization(ModelSettings(load_in_4bit=True), "cpu")
     check_quantization(ModelSettings(load_in_4bit=False), "cpu")
+
+
+def test_fp16_with_a_grad_scaler_trains_the_fp32_adapter(base) -> None:
+    """The T4 path (fp16 autocast + GradScaler), run on the CPU's autocast."""
+    model, builder = base
+    t4_like = Precision("cpu", torch.float16, grad_scaler=True)
+    peft_model = attach_lora(model, LORA, seed=4)
+    try:
+        before = adapter(peft_model)
+        examples = training_set(tiny_tasks()[0], SETTINGS, builder, seed=5, max_seq_len=1024)
+        trainer = AdapterTrainer(
+            peft_model,
+            examples,
+            SETTINGS,
+            seed=5,
+            device="cpu",
+            pad_id=builder.tokenizer.pad_token_id,
+            precision=t4_like,
+        )
+        assert trainer.scaler.is_enabled()
+        outcome = trainer.run()
+        after = adapter(peft_model)
+    finally:
+        detach_lora(peft_model)
+    assert outcome.steps == outcome.total_steps and all(map(math.isfinite, outcome.losses))
+    assert {p.dtype for p in after.values()} == {torch.float32}  # master weights stay fp32
+    assert any(not torch.equal(before[n], p) for n, p in after.items())
+
+
+def test_preparing_a_16_bit_base_keeps_its_embeddings_and_head_16_bit() -> None:
+    """What a 4-bit load leaves outside the 4-bit layers (embeddings, head, norms) is not
+    upcast to fp32, as peft's prepare_model_for_kbit_training would (~3.9 GiB on 8B)."""
+    from arc_fixtures import tiny_llama
+
+    model = tiny_llama(vocab_size=64).to(torch.float16)
+    prepared = prepare_base(model, ModelSettings(load_in_4bit=True))
+    assert {p.dtype for p in prepared.parameters()} == {torch.float16}
+    assert prepared.get_input_embeddings().weight.dtype == torch.float16
+    assert prepared.get_output_embeddings().weight.dtype == torch.float16
+    assert not any(p.requires_grad for p in prepared.parameters())
+    assert prepared.is_activation_checkpointing

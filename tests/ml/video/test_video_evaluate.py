@@ -23,6 +23,7 @@ from ml.video.losses import TargetNorm
 from ml.video.splits import make_splits, split_indices
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+WEIGHTS = {"forecast": 1.0, "track": 1.0}
 
 
 def test_classification_metrics() -> None:
@@ -72,10 +73,17 @@ def test_perfect_predictions_score_perfectly_and_write_artifacts(
     outputs = {
         "classify": torch.nn.functional.one_hot(test.labels, 4).float() * 20,
         "forecast": norm.normalise(test.future),
+        "track": norm.normalise(test.track),
     }
-    metrics, per_sample = evaluate(outputs, test, norm, forecast_weight=1.0)
+    metrics, per_sample = evaluate(outputs, test, norm, WEIGHTS, equations=True)
     assert metrics["accuracy"] == 1.0
     assert metrics["forecast_nmae"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["track_nmae"] == pytest.approx(0.0, abs=1e-6)
+    # The true class fitted to the true track is the truth itself: every equation parses and
+    # every parameter is right.
+    assert metrics["equation_parse_rate"] == 1.0
+    assert metrics["equation_correct_rate"] == 1.0
+    assert set(metrics["param_within_10pct"].values()) == {1.0}
     files = write_artifacts(tmp_path, test, metrics, per_sample)
     assert {f.name for f in files} == {PREDICTIONS_FILE, CONFUSION_PNG, FORECAST_PNG}
     for png in (CONFUSION_PNG, FORECAST_PNG):
@@ -84,9 +92,10 @@ def test_perfect_predictions_score_perfectly_and_write_artifacts(
     assert len(records) == len(test)
     first = records[0]
     assert first["index"] == int(test.indices[0])
-    assert first["label"] == first["predicted"]
-    assert first["equation"] == data.equations[first["index"]]
+    assert first["truth"]["class"] == first["predicted"]
+    assert first["truth"]["equation"] == data.equations[first["index"]]
     assert len(first["forecast"]) == 2 and len(first["forecast"][0]) == 3
+    assert first["fit"]["params"] == first["truth"]["fit"]["params"]
 
 
 def test_compare_ranks_result_dicts_and_run_directories(tmp_path: Path) -> None:
@@ -113,7 +122,7 @@ def test_compare_ranks_result_dicts_and_run_directories(tmp_path: Path) -> None:
     assert by_error[0]["name"] == "i3d"
     table = markdown_table(rows)
     assert "nMAE@4" in table
-    assert "| exp-7 | slowfast | 97.0% |" in table
+    assert "| exp-7 | slowfast | - | 97.0% |" in table
     md, data = write_comparison(rows, tmp_path / "out")
     assert md.read_text() == table
     assert [r["name"] for r in json.loads(data.read_text())] == ["exp-7", "i3d", "broken"]

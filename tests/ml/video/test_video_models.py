@@ -13,7 +13,7 @@ BACKBONES = ["i3d", "slowfast"]
 def tiny_model(backbone: str, heads: list[str] | None = None, horizon: int = 4) -> VideoModel:
     config = ModelConfig(backbone=backbone, width=8, heads=heads or ["classify", "forecast"])
     torch.manual_seed(0)
-    return build_model(config, num_classes=4, horizon=horizon).eval()
+    return build_model(config, num_classes=4, horizon=horizon, observed=8).eval()
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

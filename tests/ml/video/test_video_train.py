@@ -5,32 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from video_helpers import make_context, tiny_dataset_config
+from video_helpers import make_context, tiny_dataset_config, tiny_train_config
 
 from ml.common.checkpoints import CheckpointError
-from ml.video.configs import TrainConfig
 from ml.video.evaluate import CONFUSION_PNG, FORECAST_PNG, PREDICTIONS_FILE
 from ml.video.job import METRICS_FILE
 from ml.video.train import STATE_FILE, Trainer, epoch_order, run_training, warmup_cosine
 from worker.context import staged_name
-
-
-def tiny_train_config(**overrides: object) -> TrainConfig:
-    values: dict[str, object] = {
-        "model": {"backbone": "slowfast", "width": 8, "alpha": 2},
-        "forecast_horizon": 2,
-        "val_fraction": 0.2,
-        "test_fraction": 0.25,
-        "batch_size": 8,
-        "max_steps": 6,
-        "eval_every": 3,
-        "checkpoint_every": 3,
-        "log_every": 2,
-        "warmup_steps": 2,
-        "seed": 1,
-    }
-    values.update(overrides)
-    return TrainConfig.model_validate(values)
 
 
 def read_messages(ctx_root: Path) -> list[dict[str, object]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ml.video.configs import DatasetConfig
+from ml.video.configs import DatasetConfig, TrainConfig
 from worker.context import JobContext
 
 
@@ -32,3 +32,21 @@ def make_context(root: Path, config: dict[str, object] | None = None) -> JobCont
         stop_file=root / "stop",
         output_dir=root / "output",
     )
+
+
+def tiny_train_config(**overrides: object) -> TrainConfig:
+    values: dict[str, object] = {
+        "model": {"backbone": "slowfast", "width": 8, "alpha": 2},
+        "forecast_horizon": 2,
+        "val_fraction": 0.2,
+        "test_fraction": 0.25,
+        "batch_size": 8,
+        "max_steps": 6,
+        "eval_every": 3,
+        "checkpoint_every": 3,
+        "log_every": 2,
+        "warmup_steps": 2,
+        "seed": 1,
+    }
+    values.update(overrides)
+    return TrainConfig.model_validate(values)

@@ -1,0 +1,1 @@
+"""A compressed free-tier week on the real topology: scenario, driver, measures, timeline."""
