@@ -130,7 +130,6 @@ def tiny_job_config(tasks_dir: Path, model_dir: Path, cache_dir: Path, **overrid
             "batch_size": 2,
             "learning_rate": 1e-3,
             "transforms": ["rot90", "flip_lr", "transpose"],
-            "checkpoint_every_steps": 2,
             "early_stopping": {"enabled": False},
         },
         "inference": {
