@@ -30,7 +30,7 @@ from ml.arc.data import ArcTask, Episode, batched
 from ml.arc.formatting import PromptBuilder
 from ml.arc.inference import fit_prompt, generate, queries
 from ml.arc.memory import GIB, LlamaShape, hf_config
-from ml.arc.modeling import attach_lora, detach_lora, prepare_base
+from ml.arc.modeling import attach_lora, detach_lora, prepare_base, set_checkpointing
 from ml.arc.ttt import AdapterTrainer, EncodedExample, training_set
 from ml.common.precision import device_precision
 from ml.common.seeding import derive_seed
@@ -76,7 +76,7 @@ def build_random_model(
     except AttributeError as error:
         findings.append(f"ml.arc.modeling.prepare_base fails here: {error}")
     model.requires_grad_(False)
-    set_checkpointing(model, config.model.gradient_checkpointing)
+    set_checkpointing(model, enabled=config.model.gradient_checkpointing)
     return model
 
 
@@ -131,22 +131,6 @@ def stratify(tasks: list[ArcTask], builder: PromptBuilder, limit: int) -> dict[s
         "long": fitting[-1],
     }
     return {name: {"task": task_id, "prompt_tokens": n} for name, (n, task_id) in picks.items()}
-
-
-def set_checkpointing(model: Any, enabled: bool) -> None:
-    # transformers 5.24 renamed gradient_* to activation_checkpointing_*; the GPU machine's
-    # 5.17 has only the old names.
-    if hasattr(model, "activation_checkpointing_enable"):
-        enable = model.activation_checkpointing_enable
-        disable = model.activation_checkpointing_disable
-        kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}}
-    else:
-        enable, disable = model.gradient_checkpointing_enable, model.gradient_checkpointing_disable
-        kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
-    if enabled:
-        enable(**kwargs)
-    else:
-        disable()
 
 
 def release_memory() -> None:
@@ -224,7 +208,7 @@ def measure_task(
         "recipe_steps": config.train.epochs * math.ceil(len(examples) / config.train.batch_size),
         "recipe_train_tokens": config.train.epochs * sum(lengths),
     }
-    set_checkpointing(model, config.model.gradient_checkpointing)
+    set_checkpointing(model, enabled=config.model.gradient_checkpointing)
     seed = derive_seed(config.seed, task.task_id)
     predictor = attach_lora(model, config.lora, seed) if examples else model
     try:

@@ -85,10 +85,27 @@ def prepare_base(model: Any, settings: ModelSettings) -> Any:
     """
     model.requires_grad_(False)
     if settings.gradient_checkpointing:
-        model.activation_checkpointing_enable(
-            activation_checkpointing_kwargs={"use_reentrant": False}
-        )
+        set_checkpointing(model, enabled=True)
     return model
+
+
+def set_checkpointing(model: Any, *, enabled: bool) -> None:
+    """Non-reentrant activation checkpointing on or off, under the name this transformers
+    knows: 5.24 renamed ``gradient_checkpointing_*`` to ``activation_checkpointing_*`` (the
+    old names warn), and GPU images with 5.17 have only the old ones."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        enable, disable = (
+            model.activation_checkpointing_enable,
+            model.activation_checkpointing_disable,
+        )
+        kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}}
+    else:
+        enable, disable = model.gradient_checkpointing_enable, model.gradient_checkpointing_disable
+        kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    if enabled:
+        enable(**kwargs)
+    else:
+        disable()
 
 
 def attach_lora(model: Any, settings: LoraSettings, seed: int) -> Any:

@@ -16,6 +16,7 @@ from ml.arc.modeling import (
     detach_lora,
     load_model,
     prepare_base,
+    set_checkpointing,
 )
 from ml.arc.ttt import (
     IGNORE_INDEX,
@@ -242,3 +243,34 @@ def test_preparing_a_16_bit_base_keeps_its_embeddings_and_head_16_bit() -> None:
     assert prepared.get_output_embeddings().weight.dtype == torch.float16
     assert not any(p.requires_grad for p in prepared.parameters())
     assert prepared.is_activation_checkpointing
+
+
+class _OldNamesModel:
+    """A model as transformers 5.17 (the GPU image) has it: only gradient_checkpointing_*."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, object]]] = []
+
+    def gradient_checkpointing_enable(self, **kwargs: object) -> None:
+        self.calls.append(("enable", kwargs))
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.calls.append(("disable", {}))
+
+
+def test_checkpointing_uses_the_old_names_where_transformers_has_only_those() -> None:
+    model = _OldNamesModel()
+    set_checkpointing(model, enabled=True)
+    set_checkpointing(model, enabled=False)
+    assert model.calls == [
+        ("enable", {"gradient_checkpointing_kwargs": {"use_reentrant": False}}),
+        ("disable", {}),
+    ]
+
+
+def test_checkpointing_switches_off_and_on_on_a_real_model(base) -> None:
+    model, _ = base
+    set_checkpointing(model, enabled=False)
+    assert not model.is_activation_checkpointing
+    set_checkpointing(model, enabled=True)
+    assert model.is_activation_checkpointing
