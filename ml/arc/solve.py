@@ -4,6 +4,7 @@ Running out of GPU memory does not end the run: the task is tried again one leve
 :data:`LEVELS` ``full`` -> ``reduced`` (the shorter half of the examples, one per forward
 pass) -> ``none`` (the base model predicts, one prompt at a time). What happened is recorded
 in the task's stats (``ttt``: the level that answered, ``oom``: the tries that ran out).
+Prediction first halves its batch (``inference_oom_batches``) before a level is given up.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ml.arc.configs import TTTJobConfig
+from ml.arc.configs import InferenceSettings, TTTJobConfig
 from ml.arc.data import ArcTask, Grid
 from ml.arc.formatting import PromptBuilder
 from ml.arc.inference import predict_task
@@ -139,17 +140,9 @@ def _try(
                 out_of_time=outcome.out_of_time,
                 train_seconds=round(time.monotonic() - started, 3),
             )
-        with precision.autocast_context():
-            guesses = predict_task(
-                predictor,
-                builder,
-                task,
-                inference,
-                seed=derive_seed(config.seed, task.task_id, "inference"),
-                device=device,
-                max_seq_len=config.model.max_seq_len,
-                should_stop=hooks.should_stop,
-            )
+        guesses = _predict_within_memory(
+            predictor, builder, task, config, inference, device, precision, hooks, stats
+        )
         if guesses is None:
             return TaskOutcome(None, stats)
         if examples and hooks.keep_adapter is not None:
@@ -159,6 +152,43 @@ def _try(
             detach_lora(predictor)
     stats["seconds"] = round(time.monotonic() - started, 3)
     return TaskOutcome(guesses, stats)
+
+
+def _predict_within_memory(
+    predictor: Any,
+    builder: PromptBuilder,
+    task: ArcTask,
+    config: TTTJobConfig,
+    inference: InferenceSettings,
+    device: str,
+    precision: Precision,
+    hooks: TaskHooks,
+    stats: dict[str, Any],
+) -> list[list[Grid]] | None:
+    """Predict, halving the inference batch each time memory runs out: the KV cache of a
+    batch of long prompts is what overflows (about 11 GiB for 8 prompts of 8k tokens on the
+    8B), and the adapter just trained is kept, where a level down would train again. Out of
+    memory at batch 1 is the caller's to handle."""
+    batch = inference.batch_size
+    while True:
+        try:
+            with precision.autocast_context():
+                return predict_task(
+                    predictor,
+                    builder,
+                    task,
+                    inference.model_copy(update={"batch_size": batch}),
+                    seed=derive_seed(config.seed, task.task_id, "inference"),
+                    device=device,
+                    max_seq_len=config.model.max_seq_len,
+                    should_stop=hooks.should_stop,
+                )
+        except torch.OutOfMemoryError:
+            if batch == 1:
+                raise
+            stats.setdefault("inference_oom_batches", []).append(batch)
+            release_cached_memory()
+            batch //= 2
 
 
 def _examples(

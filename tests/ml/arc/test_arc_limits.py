@@ -98,6 +98,40 @@ def test_out_of_memory_retries_smaller_then_predicts_without_ttt(
     assert sorted(p.name for p in checkpoint.iterdir()) == [PREDICTIONS_FILE, STATE_FILE]
 
 
+def test_prediction_out_of_memory_halves_the_batch_and_keeps_the_adapter(
+    config: dict, tmp_path: Path, monkeypatch, in_process
+) -> None:
+    """Inference of every task runs out of memory at any batch over 1 (the KV cache of long
+    prompts): each task predicts at batch 6, 3, then 1, still at level ``full``, trained once."""
+    real_predict = solve.predict_task
+    batches: list[int] = []
+    trainings: Counter[str] = Counter()
+    real_training_set = solve.training_set
+
+    def counting_training_set(task, *args, **kwargs):
+        trainings[task.task_id] += 1
+        return real_training_set(task, *args, **kwargs)
+
+    def predict_that_runs_out(model, builder, task, settings, **kwargs):
+        batches.append(settings.batch_size)
+        if settings.batch_size > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.75 GiB")
+        return real_predict(model, builder, task, settings, **kwargs)
+
+    monkeypatch.setattr(solve, "training_set", counting_training_set)
+    monkeypatch.setattr(solve, "predict_task", predict_that_runs_out)
+    assert config["inference"]["batch_size"] == 6
+    run = ContractRun(tmp_path / "run", TTT, config)
+    assert in_process(run) == 0
+
+    stats = run.result()["task_stats"]
+    assert {s["ttt"] for s in stats.values()} == {"full"}
+    assert all(s["inference_oom_batches"] == [6, 3] and s["oom"] == [] for s in stats.values())
+    assert batches == [6, 3, 1] * len(stats)
+    assert set(trainings.values()) == {1}  # the adapter was kept, not trained again
+    assert all(task in (run.output_dir / "submission.json").read_text() for task in stats)
+
+
 def _task_and_builder(task_id: str, config: dict):
     from transformers import AutoTokenizer
 
