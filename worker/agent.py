@@ -180,6 +180,7 @@ class Attempt:
             self.store, experiment_id=self.experiment_id, attempt=self.number, stops=self.stops
         )
         self.stop_began: float | None = None  # monotonic, when the job was asked to stop
+        self.stop_expected: float | None = None  # what its stops measured then
         self.job: JobProcess | None = None
         self.code_commit: str | None = None  # what the experiment's git ref resolved to
 
@@ -352,6 +353,7 @@ class Attempt:
             elif self.agent.stopping.is_set() and not self.stop_requested.is_set():
                 self.stop_requested.set()
                 self.stop_began = time.monotonic()
+                self.stop_expected = self.stops.stop_seconds()
                 log.info("agent stopping: asking the job to checkpoint and exit")
                 return job.stop(grace=self.agent.config.kill_grace)
             elif time.monotonic() - self.answered_at >= self.lease_seconds:
@@ -373,11 +375,11 @@ class Attempt:
     def _log_stop_time(self) -> None:
         """How long the stop took against what was measured beforehand: the margin's check."""
         if self.stop_began is not None:
-            measured = self.stops.stop_seconds()
+            expected = self.stop_expected
             log.info(
                 "the stop took %.2fs to the last upload (measured beforehand: %s)",
                 time.monotonic() - self.stop_began,
-                "nothing" if measured is None else f"{measured:.2f}s",
+                "nothing" if expected is None else f"{expected:.2f}s",
             )
 
     def _drain(self, job: JobProcess) -> None:
