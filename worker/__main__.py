@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "a worker token or an enrollment code is required: --token TOKEN or "
             "BATON_WORKER_TOKEN (baton tokens create), or --enroll CODE (baton bootstrap --enroll)"
         )
+    try:
+        session_options(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 

@@ -27,6 +27,7 @@ from worker.deadline import Session, SessionOptions, SessionWatch, open_session
 from worker.environment import EnvironmentFailed, Environments, JobEnvironment
 from worker.jobenv import model_cache_env
 from worker.logship import LogShipper
+from worker.margin import StopTimer
 from worker.messages import (
     CheckpointReady,
     Invalid,
@@ -84,9 +85,12 @@ class _Shutdown(BaseException):
 class Uploader(threading.Thread):
     """Uploads staged checkpoints in order, off the job's critical path."""
 
-    def __init__(self, store: CheckpointStore, *, experiment_id: int, attempt: int) -> None:
+    def __init__(
+        self, store: CheckpointStore, *, experiment_id: int, attempt: int, stops: StopTimer
+    ) -> None:
         super().__init__(name="baton-uploader", daemon=True)
         self.store = store
+        self.stops = stops
         self.experiment_id = experiment_id
         self.attempt = attempt
         self.pending: queue.Queue[tuple[int, Path] | None] = queue.Queue()
@@ -100,6 +104,7 @@ class Uploader(threading.Thread):
             self.upload(*item)
 
     def upload(self, step: int, directory: Path) -> None:
+        began = time.monotonic()
         try:
             ref = self.store.upload(
                 experiment_id=str(self.experiment_id),
@@ -112,6 +117,7 @@ class Uploader(threading.Thread):
             if self.unsent is None or step >= self.unsent[0]:
                 self.unsent = (step, directory)
             return
+        self.stops.upload(time.monotonic() - began)
         shutil.rmtree(directory, ignore_errors=True)
         if self.unsent is not None and self.unsent[0] <= step:
             self.unsent = None
@@ -168,7 +174,13 @@ class Attempt:
         self.store = open_attempt_store(
             grant["checkpoint_url"], client=agent.client, lease_token=self.token
         )
-        self.uploader = Uploader(self.store, experiment_id=self.experiment_id, attempt=self.number)
+        # What this job's stops take, measured as it runs: the session's end waits for it.
+        self.stops = StopTimer()
+        self.uploader = Uploader(
+            self.store, experiment_id=self.experiment_id, attempt=self.number, stops=self.stops
+        )
+        self.stop_began: float | None = None  # monotonic, when the job was asked to stop
+        self.stop_expected: float | None = None  # what its stops measured then
         self.job: JobProcess | None = None
         self.code_commit: str | None = None  # what the experiment's git ref resolved to
 
@@ -181,9 +193,11 @@ class Attempt:
             self.number,
             self.grant["kind"],
         )
+        self.agent.session.stops = self.stops
         try:
             self._run()
         finally:
+            self.agent.session.stops = None
             self._cleanup()
 
     def _run(self) -> None:
@@ -220,6 +234,7 @@ class Attempt:
             # Heartbeats go on until the last upload is in: over a slow link (or while the
             # control plane restarts) a final upload can outlast the lease.
             final = self.uploader.finish()
+            self._log_stop_time()
         finally:
             self._stop_heartbeats(beat)
         shipper.finish()  # before the final report: after it, the lease takes no more output
@@ -337,6 +352,8 @@ class Attempt:
                 return job.stop(grace=self.agent.config.cancel_grace)
             elif self.agent.stopping.is_set() and not self.stop_requested.is_set():
                 self.stop_requested.set()
+                self.stop_began = time.monotonic()
+                self.stop_expected = self.stops.stop_seconds()
                 log.info("agent stopping: asking the job to checkpoint and exit")
                 return job.stop(grace=self.agent.config.kill_grace)
             elif time.monotonic() - self.answered_at >= self.lease_seconds:
@@ -349,8 +366,21 @@ class Attempt:
                     self.lease_seconds,
                 )
                 return job.stop(grace=self.heartbeat_seconds)
-            time.sleep(POLL_SECONDS)
+            if self.agent.stopping.is_set():
+                time.sleep(POLL_SECONDS)
+            else:  # a session's end is acted on at once, not a poll later
+                self.agent.stopping.wait(POLL_SECONDS)
         return job.wait()
+
+    def _log_stop_time(self) -> None:
+        """How long the stop took against what was measured beforehand: the margin's check."""
+        if self.stop_began is not None:
+            expected = self.stop_expected
+            log.info(
+                "the stop took %.2fs to the last upload (measured beforehand: %s)",
+                time.monotonic() - self.stop_began,
+                "nothing" if expected is None else f"{expected:.2f}s",
+            )
 
     def _drain(self, job: JobProcess) -> None:
         """Act on the job's new messages; bad ones are noted and dropped (worker.messages)."""
@@ -372,12 +402,14 @@ class Attempt:
     def _apply(self, message: Message) -> None:
         dropped: list[str] = []
         if isinstance(message, ProgressUpdate):
+            self.stops.progress(message.step, time.monotonic())
             if message.step is not None:
                 self.progress.step = message.step
             if message.total is not None:
                 self.progress.total = message.total
             dropped = message.dropped + merge_metrics(self.progress.metrics, message.metrics)
         elif isinstance(message, CheckpointReady):
+            self.stops.checkpoint(time.monotonic())
             self.uploader.pending.put((message.step, message.directory))
         else:
             self.progress.result = message.values

@@ -1,9 +1,11 @@
 """Known session ends: a platform's session limit counted from the session's start, an explicit
 deadline, or an EC2 spot interruption notice.
 
-``margin`` seconds before the deadline (or at once on a spot notice) the agent stops claiming
-work, asks the running job to checkpoint, uploads, releases the lease as ``preempted`` and
-exits, so the next worker resumes with nothing lost (worker/agent.py does that part).
+``margin`` seconds before the deadline the agent stops claiming work; a margin before it
+(worker/margin.py: what the running job's stops are measured to take, the configured margin
+until then), or at once on a spot notice, it asks the running job to checkpoint, uploads,
+releases the lease as ``preempted`` and exits, so the next worker resumes with nothing lost
+(worker/agent.py does that part).
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.margin import (
+    DEFAULT_MARGIN_MAX_SECONDS,
+    DEFAULT_MARGIN_MIN_SECONDS,
+    DEFAULT_MARGIN_SAFETY,
+    MarginPolicy,
+    StopTimer,
+)
 from worker.platforms import Detected, Probe, detect
 from worker.platforms.ec2 import SpotNotice
 from worker.system import describe_host
@@ -55,6 +64,9 @@ class SessionOptions:
     session_start: float | None = None  # instead of the detected start
     session_hours: float | None = None  # instead of the platform's default limit
     checkpoint_margin: float = DEFAULT_MARGIN_SECONDS
+    margin_min: float = DEFAULT_MARGIN_MIN_SECONDS
+    margin_max: float = DEFAULT_MARGIN_MAX_SECONDS
+    margin_safety: float = DEFAULT_MARGIN_SAFETY
     imds_url: str | None = None
     spot_poll_seconds: float = DEFAULT_SPOT_POLL_SECONDS
     idle_exit: float | None = None  # exit after this long without work
@@ -97,7 +109,28 @@ def add_session_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
         "--checkpoint-margin",
         type=float,
         default=env.get("BATON_CHECKPOINT_MARGIN", DEFAULT_MARGIN_SECONDS),
-        help="seconds before the deadline to stop claiming and checkpoint the running job",
+        help="seconds before the deadline to stop claiming work, and to stop the running job "
+        "until its stops are measured (env BATON_CHECKPOINT_MARGIN)",
+    )
+    group.add_argument(
+        "--checkpoint-margin-min",
+        type=float,
+        default=env.get("BATON_CHECKPOINT_MARGIN_MIN", DEFAULT_MARGIN_MIN_SECONDS),
+        help="the least margin kept once a job's stops are measured (env "
+        "BATON_CHECKPOINT_MARGIN_MIN)",
+    )
+    group.add_argument(
+        "--checkpoint-margin-max",
+        type=float,
+        default=env.get("BATON_CHECKPOINT_MARGIN_MAX", DEFAULT_MARGIN_MAX_SECONDS),
+        help="the most margin kept however slow a job's stops are measured (env "
+        "BATON_CHECKPOINT_MARGIN_MAX)",
+    )
+    group.add_argument(
+        "--checkpoint-margin-safety",
+        type=float,
+        default=env.get("BATON_CHECKPOINT_MARGIN_SAFETY", DEFAULT_MARGIN_SAFETY),
+        help="the margin is this many times a measured stop (env BATON_CHECKPOINT_MARGIN_SAFETY)",
     )
     group.add_argument(
         "--idle-exit",
@@ -123,11 +156,21 @@ def add_session_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
 
 
 def session_options(args: argparse.Namespace) -> SessionOptions:
+    """Raises ValueError naming the problem for margins that contradict each other."""
+    margins = MarginPolicy(
+        configured=args.checkpoint_margin,
+        floor=args.checkpoint_margin_min,
+        ceiling=args.checkpoint_margin_max,
+        safety=args.checkpoint_margin_safety,
+    )
     return SessionOptions(
         deadline=args.deadline,
         session_start=args.session_start,
         session_hours=args.session_hours,
-        checkpoint_margin=args.checkpoint_margin,
+        checkpoint_margin=margins.configured,
+        margin_min=margins.floor,
+        margin_max=margins.ceiling,
+        margin_safety=margins.safety,
         imds_url=args.imds_url,
         spot_poll_seconds=args.spot_poll,
         idle_exit=args.idle_exit,
@@ -141,6 +184,10 @@ class Session:
     started_at: float | None = None
     deadline: float | None = None
     margin: float = DEFAULT_MARGIN_SECONDS
+    margin_min: float = DEFAULT_MARGIN_MIN_SECONDS
+    margin_max: float = DEFAULT_MARGIN_MAX_SECONDS
+    margin_safety: float = DEFAULT_MARGIN_SAFETY
+    stops: StopTimer | None = None  # the running job's, while there is one (worker/agent.py)
     spot: SpotNotice | None = None
     spot_poll_seconds: float = DEFAULT_SPOT_POLL_SECONDS
     idle_exit: float | None = None
@@ -148,12 +195,28 @@ class Session:
 
     @property
     def stop_at(self) -> float | None:
-        """From here on, work could not reach a checkpoint before the deadline."""
+        """From here on, new work could not reach a checkpoint before the deadline."""
         return None if self.deadline is None else self.deadline - self.margin
 
     def closing(self, now: float | None = None) -> bool:
         stop_at = self.stop_at
         return stop_at is not None and (time.time() if now is None else now) >= stop_at
+
+    def job_margin(self) -> float:
+        """Seconds before the deadline to ask the running job (if any) to stop."""
+        policy = MarginPolicy(
+            configured=self.margin,
+            floor=self.margin_min,
+            ceiling=self.margin_max,
+            safety=self.margin_safety,
+        )
+        return policy.margin(None if self.stops is None else self.stops.stop_seconds())
+
+    @property
+    def end_at(self) -> float | None:
+        """When to stop the running job and end the session: late enough to use the session,
+        early enough for the job's measured stop to finish before the deadline."""
+        return None if self.deadline is None else self.deadline - self.job_margin()
 
     def claim_wait(self, wait: float) -> float:
         """A long-poll that ends by ``stop_at``: a claim answered later could not be finished."""
@@ -187,6 +250,9 @@ def plan(*, platform: str, detected: Detected, imds_url: str, options: SessionOp
         spot=SpotNotice(imds_url) if detected.spot else None,
         spot_poll_seconds=options.spot_poll_seconds,
         idle_exit=options.idle_exit,
+        margin_min=options.margin_min,
+        margin_max=options.margin_max,
+        margin_safety=options.margin_safety,
     )
     if session.closing():
         log.warning(
@@ -215,7 +281,7 @@ def open_session(
 
 
 class SessionWatch(threading.Thread):
-    """Calls ``on_end(reason)`` once: at ``deadline - margin``, or when a spot notice appears."""
+    """Calls ``on_end(reason)`` once: at ``Session.end_at``, or when a spot notice appears."""
 
     def __init__(
         self, session: Session, *, on_end: Callable[[str], None], stopped: threading.Event
@@ -227,13 +293,15 @@ class SessionWatch(threading.Thread):
 
     def run(self) -> None:
         next_poll = 0.0
-        while not self._stopped.wait(TICK_SECONDS):
+        while not self._stopped.wait(self._until_next_look()):
             now = time.time()
             reason = None
-            if self.session.closing(now):
+            end_at = self.session.end_at
+            if end_at is not None and now >= end_at:
                 reason = (
                     f"session deadline {iso(self.session.deadline)} is "
-                    f"{(self.session.deadline or now) - now:.0f}s away"
+                    f"{(self.session.deadline or now) - now:.1f}s away (margin "
+                    f"{self.session.job_margin():.1f}s)"
                 )
             elif self.session.spot is not None and now >= next_poll:
                 next_poll = now + self.session.spot_poll_seconds
@@ -243,3 +311,11 @@ class SessionWatch(threading.Thread):
             if reason is not None:
                 self._on_end(reason)
                 return
+
+    def _until_next_look(self) -> float:
+        """A tick, or less when the stop is due sooner: a late stop could miss the deadline,
+        and with a measured margin of a few times the stop there is no tick to spare."""
+        end_at = self.session.end_at
+        if end_at is None:
+            return TICK_SECONDS
+        return max(0.0, min(TICK_SECONDS, end_at - time.time()))

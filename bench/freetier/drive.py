@@ -177,6 +177,10 @@ class Driver:
             f"{s.minutes_wall(b.kill_grace_minutes):.3f}",
             "--checkpoint-margin",
             f"{s.minutes_wall(b.checkpoint_margin_minutes):.3f}",
+            "--checkpoint-margin-min",
+            f"{s.minutes_wall(b.checkpoint_margin_min_minutes):.3f}",
+            "--checkpoint-margin-max",
+            f"{s.minutes_wall(b.checkpoint_margin_max_minutes):.3f}",
             "--deadline-awareness",
             "false" if self.mode == "lease_only" else "true",
         ]

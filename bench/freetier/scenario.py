@@ -53,6 +53,8 @@ class Baton:
     heartbeat_minutes: float
     lease_minutes: float
     checkpoint_margin_minutes: float
+    checkpoint_margin_min_minutes: float
+    checkpoint_margin_max_minutes: float
     spot_poll_minutes: float
     claim_wait_minutes: float
     kill_grace_minutes: float
@@ -156,6 +158,12 @@ def load(path: Path) -> Scenario:
             heartbeat_minutes=_number(baton, "heartbeat_minutes", "baton", 10.0),
             lease_minutes=_number(baton, "lease_minutes", "baton", 40.0),
             checkpoint_margin_minutes=_number(baton, "checkpoint_margin_minutes", "baton", 30.0),
+            checkpoint_margin_min_minutes=_number(
+                baton, "checkpoint_margin_min_minutes", "baton", 1.0
+            ),
+            checkpoint_margin_max_minutes=_number(
+                baton, "checkpoint_margin_max_minutes", "baton", 30.0
+            ),
             spot_poll_minutes=_number(baton, "spot_poll_minutes", "baton", 1.0),
             claim_wait_minutes=_number(baton, "claim_wait_minutes", "baton", 30.0),
             kill_grace_minutes=_number(baton, "kill_grace_minutes", "baton", 60.0),
