@@ -208,6 +208,8 @@ class Dispatcher:
         many sets there were. What they held is still queued in the database, and reconcile
         puts it in its lane's set."""
         names = [name.decode() for name in cast(list[bytes], self.redis.hkeys(LEGACY_CLASSES))]
+        if not names:  # every reconcile after the first: one read, nothing to delete
+            return 0
         # Class names hold no ':' (``capability_class``); lane sets always do.
         legacy = [READY + name for name in names if ":" not in name]
         found = int(self.redis.exists(*legacy)) if legacy else 0
