@@ -138,7 +138,7 @@ def test_platform_local_never_touches_the_metadata_address(
     env = stack_env(database_url=db, redis_url=redis_url, data_dir=tmp_path / "data")
     for name in (IMDS_DISABLED_ENV, IMDS_URL_ENV):
         env.pop(name, None)  # nothing but --platform keeps this worker off the address
-    stack = Stack(env=env, root=tmp_path, port=port)
+    stack = Stack(env=env, root=tmp_path, port=port, host=HOST_SIDE)
     settings = make_settings(database_url=db, redis_url=redis_url, data_dir=tmp_path / "data")
     create_user(settings, "u@example.com")
     token = create_worker_token(settings)
@@ -158,7 +158,7 @@ def test_platform_local_never_touches_the_metadata_address(
                 str(port),
             ],
         )
-        url = f"http://{HOST_SIDE}:{port}"
+        url = stack.url
 
         def healthy() -> bool:
             assert api.alive(), api.output()[-3000:]
@@ -176,23 +176,7 @@ def test_platform_local_never_touches_the_metadata_address(
         experiment = http.post("/api/v1/experiments", json=spec).json()["id"]
 
         def worker(name: str, *extra: str) -> Proc:
-            argv = [
-                sys.executable,
-                "-m",
-                "worker",
-                "--api",
-                url,
-                "--token",
-                token,
-                "--name",
-                name,
-                "--work-dir",
-                str(tmp_path / name),
-                "--claim-wait",
-                "2",
-                *extra,
-            ]
-            return stack._spawn(name, net.argv(argv), env=env)
+            return stack.start_worker(name, token, "--claim-wait", "2", *extra, via=net.argv([]))
 
         told = worker("told", "--platform", "local", "--max-jobs", "1")
         assert told.popen.wait(timeout=90) == 0, told.output()[-3000:]
@@ -203,7 +187,8 @@ def test_platform_local_never_touches_the_metadata_address(
         )
 
         # Control: the same worker left to detect its platform does reach the listener.
-        detecting = worker("detecting")
+        # (naming the real address keeps the harness from adding ``--platform local``)
+        detecting = worker("detecting", "--imds-url", DEFAULT_IMDS_URL)
         wait_until(lambda: _connections(listener), timeout=60, what="the detecting worker's probe")
         assert _connections(listener)[0].endswith(IMDS_ADDRESS), _connections(listener)
         detecting.stop()
